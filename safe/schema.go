@@ -1,0 +1,387 @@
+package safe
+
+import "time"
+
+// The schema describes every element and attribute that SafeKit 8.2 accepts
+// in userconfig.xml and cluster.xml, with types, implicit time units and
+// defaults. One table drives validation, the typed configuration's defaults
+// and the reference in docs/userconfig.md, so the three cannot disagree.
+// Sources: User's Guide 8.2 chapter 13 and 12 (see
+// shared/reference/userconfig-reference.md for the section of each fact).
+
+type attrKind int
+
+const (
+	kString  attrKind = iota // free text
+	kEnum                    // one of enum
+	kOnOff                   // "on" or "off"
+	kYesNo                   // "yes" or "no"
+	kInt                     // decimal integer, >= min
+	kTime                    // duration with optional unit, see units.go
+	kPath                    // absolute path (Linux, or Windows in a Windows module)
+	kRelPath                 // path relative to a replicated directory
+	kPort                    // TCP/UDP port number, or "*" where allowed by enum
+	kAddr                    // IPv4, [IPv6], IPv6 or host name
+)
+
+type attrSpec struct {
+	name     string
+	kind     attrKind
+	enum     []string
+	unit     time.Duration // implicit unit of a kTime attribute
+	min      int           // minimum of a kInt attribute
+	def      string        // default when absent ("" = none)
+	required bool
+	// emptyOK: an empty value is meaningful (a macro or <var> value). Any
+	// other attribute written empty is a placeholder left for the console to
+	// fill, which is an error naming what to fill.
+	emptyOK bool
+	// obsolete: accepted and ignored, with a warning.
+	obsolete string
+	doc      string
+}
+
+type elemSpec struct {
+	tag      string
+	attrs    []attrSpec
+	children []*elemSpec
+	// many: the element may be repeated under its parent; the others appear
+	// at most once.
+	many bool
+	// legacy marks the pre-7.2 forms; they must not be mixed with 7.2 ones.
+	legacy bool
+	// notEnforced names what this version loads and validates but does not
+	// act on; confcheck and config warn about it.
+	notEnforced string
+	doc         string
+}
+
+func (s *elemSpec) attr(name string) *attrSpec {
+	for i := range s.attrs {
+		if s.attrs[i].name == name {
+			return &s.attrs[i]
+		}
+	}
+	return nil
+}
+
+func (s *elemSpec) child(tag string) *elemSpec {
+	for _, c := range s.children {
+		if c.tag == tag {
+			return c
+		}
+	}
+	return nil
+}
+
+func onOff(name, def, doc string) attrSpec {
+	return attrSpec{name: name, kind: kOnOff, def: def, doc: doc}
+}
+
+func timeAttr(name string, unit time.Duration, def, doc string) attrSpec {
+	return attrSpec{name: name, kind: kTime, unit: unit, def: def, doc: doc}
+}
+
+func intAttr(name string, min int, def, doc string) attrSpec {
+	return attrSpec{name: name, kind: kInt, min: min, def: def, doc: doc}
+}
+
+func enumAttr(name, def string, values []string, doc string) attrSpec {
+	return attrSpec{name: name, kind: kEnum, enum: values, def: def, doc: doc}
+}
+
+const (
+	ms   = time.Millisecond
+	sec  = time.Second
+	mins = time.Minute
+	hour = time.Hour
+)
+
+var checkerWhen = []string{"pre", "prim", "second", "both"}
+var checkerActions = []string{"wait", "stop", "stopstart", "restart", "noaction"}
+
+func toSpec(attrs ...attrSpec) *elemSpec { return &elemSpec{tag: "to", attrs: attrs} }
+
+var (
+	serverSpec = &elemSpec{tag: "server", many: true, legacy: true, doc: "pre-7.2 address of one node",
+		attrs: []attrSpec{{name: "addr", kind: kAddr, required: true, doc: "IP address or name of a node"}}}
+
+	heartbeatSpec = &elemSpec{tag: "heartbeat", many: true, doc: "one heartbeat, normally one per network",
+		attrs: []attrSpec{
+			{name: "name", kind: kString, emptyOK: true, doc: "lan of cluster.xml that carries this heartbeat"},
+			{name: "ident", kind: kString, doc: "label and resource id (heartbeat.<ident>); \"flow\" marks the replication network; default: name"},
+			timeAttr("pulse", ms, "", "interval between heartbeat packets; default: <heart pulse>"),
+			timeAttr("timeout", ms, "", "time without heartbeat before it is declared lost; default: <heart timeout>"),
+		},
+		children: []*elemSpec{serverSpec}}
+
+	heartSpec = &elemSpec{tag: "heart", doc: "mirror heartbeats",
+		attrs: []attrSpec{
+			{name: "port", kind: kPort, doc: "UDP port of every heartbeat; default 8888+(id-1)"},
+			timeAttr("pulse", ms, "700ms", "interval between heartbeat packets"),
+			timeAttr("timeout", ms, "30000ms", "time without heartbeat before a heartbeat is declared lost"),
+			onOff("permanent_arp", "on", "keep a permanent ARP entry for the peer"),
+		},
+		children: []*elemSpec{heartbeatSpec}}
+
+	farmSpec = &elemSpec{tag: "farm", doc: "farm membership protocol",
+		attrs: []attrSpec{
+			{name: "port", kind: kPort, doc: "UDP port; default 4803+(id-1)*3"},
+			timeAttr("pulse", ms, "100ms", "interval between membership packets"),
+			intAttr("mlost_count", 1, "20", "packets missed before electing a new leader"),
+			intAttr("slost_count", 1, "10", "packets missed before declaring a follower offline"),
+		},
+		children: []*elemSpec{{tag: "lan", many: true, doc: "a lan of cluster.xml used by the membership protocol",
+			attrs: []attrSpec{{name: "name", kind: kString, doc: "lan of cluster.xml"}},
+			children: []*elemSpec{{tag: "node", many: true, legacy: true, doc: "pre-7.2 node of the lan",
+				attrs: []attrSpec{{name: "name", kind: kString}, {name: "addr", kind: kAddr, required: true}}}}}}}
+
+	virtualAddrSpec = &elemSpec{tag: "virtual_addr", many: true, doc: "one virtual IP",
+		attrs: []attrSpec{
+			{name: "addr", kind: kAddr, required: true, doc: "the virtual IP address or name"},
+			enumAttr("where", "", []string{"alias", "one_side_alias", "one_side"}, "alias (farm) or one_side_alias (mirror)"),
+			onOff("check", "on", "generate an ip checker for this address"),
+			onOff("connections", "off", "count active connections to this address"),
+			{name: "netmask", kind: kString, doc: "netmask; default: the interface's"},
+		}}
+
+	vipSpec = &elemSpec{tag: "vip", notEnforced: "virtual IP addresses are not set by this version",
+		doc: "virtual IP addresses and load balancing",
+		attrs: []attrSpec{
+			onOff("tcpreset", "on", "reset TCP connections of the VIP when it is removed"),
+			onOff("scriptcontrol", "off", "farm: the scripts open and close the VIP traffic"),
+		},
+		children: []*elemSpec{
+			{tag: "interface_list", children: []*elemSpec{{tag: "interface", many: true,
+				attrs: []attrSpec{
+					onOff("check", "on", "generate an interface checker"),
+					onOff("arpreroute", "off", "broadcast gratuitous ARP for the VIPs"),
+					timeAttr("arpinterval", sec, "60s", "interval of gratuitous ARPs"),
+					timeAttr("arpelapse", sec, "1200s", "duration of gratuitous ARPs"),
+					{name: "name", kind: kString, doc: "network interface name; default: auto-detected"},
+				},
+				children: []*elemSpec{
+					{tag: "real_interface", children: []*elemSpec{virtualAddrSpec}},
+					{tag: "virtual_interface",
+						attrs: []attrSpec{
+							enumAttr("type", "", []string{"vmac_directed", "vmac_invisible"}, "load-balancing method"),
+							{name: "addr", kind: kString, doc: "virtual MAC address"},
+						},
+						children: []*elemSpec{virtualAddrSpec}},
+				}}}},
+			{tag: "loadbalancing_list", children: []*elemSpec{{tag: "group", many: true,
+				attrs: []attrSpec{{name: "name", kind: kString, required: true, doc: "group name"}},
+				children: []*elemSpec{
+					{tag: "cluster", children: []*elemSpec{{tag: "host", many: true, attrs: []attrSpec{
+						{name: "name", kind: kString, required: true, doc: "cluster.xml node name"},
+						intAttr("power", 0, "1", "relative weight; 0 = no traffic"),
+					}}}},
+					{tag: "rule", many: true, attrs: []attrSpec{
+						{name: "virtual_addr", kind: kString, def: "*", doc: "VIP the rule applies to"},
+						{name: "port", kind: kPort, enum: []string{"*"}, def: "*", doc: "TCP/UDP port"},
+						{name: "proto", kind: kEnum, enum: []string{"udp", "tcp", "arp"}, required: true},
+						{name: "filter", kind: kEnum, enum: []string{"on_addr", "on_port", "on_ipid"}, required: true},
+					}},
+				}}}},
+		}}
+
+	replicatedSpec = &elemSpec{tag: "replicated", many: true, doc: "one replicated directory",
+		attrs: []attrSpec{
+			{name: "dir", kind: kPath, required: true, doc: "absolute path of the directory"},
+			enumAttr("mode", "", []string{"read_only"}, "read-only on the secondary (always the case on Linux)"),
+		},
+		children: []*elemSpec{
+			{tag: "tocheck", many: true, doc: "a path that must exist before replication starts",
+				attrs: []attrSpec{{name: "path", kind: kRelPath, required: true}}},
+			{tag: "notreplicated", many: true, doc: "an excluded path or pattern",
+				attrs: []attrSpec{
+					{name: "path", kind: kRelPath, doc: "path relative to the replicated directory"},
+					{name: "regexpath", kind: kString, doc: "POSIX ERE; a leading ! replicates only the matching entries"},
+				}},
+		}}
+
+	rfsSpec = &elemSpec{tag: "rfs", notEnforced: "files are not replicated by this version yet", doc: "real-time file replication (mirror only)",
+		attrs: []attrSpec{
+			onOff("acl", "off", "replicate ACLs"),
+			enumAttr("async", "second", []string{"second", "none"}, "second: the secondary acknowledges on receipt; none: after its write"),
+			timeAttr("iotimeout", sec, "300s", "Windows: filter I/O timeout"),
+			{name: "roflags", kind: kString, def: "0x10", doc: "Windows: read-only flags"},
+			timeAttr("locktimeout", sec, "100s", "replication request timeout; on expiry the primary goes ALONE"),
+			timeAttr("sendtimeout", sec, "30s", "TCP send timeout to the peer"),
+			intAttr("nbrei", 1, "6", "parallel reintegration threads"),
+			intAttr("ruzone_blocksize", 1, "8388608", "zone size of the modification bitmap, in bytes"),
+			enumAttr("namespacepolicy", "4", []string{"0", "1", "3", "4"}, "zone reintegration policy"),
+			timeAttr("reitimeout", sec, "150s", "reintegration request timeout"),
+			intAttr("reicommit", 0, "0", "commit every n*reipacketsize while reintegrating"),
+			onOff("reidetail", "off", "detailed reintegration log"),
+			intAttr("allocthreshold", 0, "0", "Windows: preallocation threshold in GB"),
+			intAttr("nbremconn", 1, "1", "TCP connections between the nodes"),
+			timeAttr("checktime", ms, "220000ms", "timeout of the null request that checks the replicated file system"),
+			timeAttr("checkintv", sec, "120s", "interval between null requests"),
+			enumAttr("nfsbox_options", "cross", []string{"cross", "nocross"}, "Windows: reparse points"),
+			onOff("scripts", "off", "call the _rfs_* callback scripts"),
+			intAttr("reiallowedbw", 0, "0", "reintegration bandwidth cap in KB/s; 0 = no limit"),
+			timeAttr("syncdelta", mins, "0m", "a stale node may become primary if its last sync is younger than this"),
+			{name: "syncat", kind: kString, doc: "scheduled synchronisation (cron syntax)"},
+			{name: "mountoversuffix", kind: kString, def: "_For_SafeKit_Replication", doc: "suffix of the renamed replicated directory"},
+			intAttr("packetsize", 1, "", "replication packet size in bytes"),
+			intAttr("reipacketsize", 1, "8388608", "maximum reintegration packet size in bytes"),
+			{name: "mountover", kind: kOnOff, doc: "legacy switch, accepted and without effect"},
+		},
+		children: []*elemSpec{replicatedSpec,
+			{tag: "flow", doc: "lan of the replication flow (legacy)",
+				attrs:    []attrSpec{{name: "name", kind: kString, doc: "lan of cluster.xml"}},
+				children: []*elemSpec{serverSpec}}}}
+
+	userSpec = &elemSpec{tag: "user", doc: "module scripts; without it no script runs",
+		attrs: []attrSpec{
+			timeAttr("nicestoptimeout", sec, "300s", "timeout of a graceful stop script"),
+			timeAttr("forcestoptimeout", sec, "300s", "timeout of a forced stop script"),
+			enumAttr("logging", "userlog", []string{"userlog", "none"}, "where script output goes"),
+			intAttr("userlogsize", 1, "2048", "cap in KB on the module's script logs"),
+		},
+		children: []*elemSpec{{tag: "var", many: true, doc: "environment variable of every script",
+			attrs: []attrSpec{
+				{name: "name", kind: kString, required: true},
+				{name: "value", kind: kString, emptyOK: true},
+			}}}}
+
+	vhostSpec = &elemSpec{tag: "vhost", notEnforced: "virtual hostnames are not set by this version",
+		children: []*elemSpec{{tag: "virtualhostname", many: true, attrs: []attrSpec{
+			{name: "name", kind: kString, required: true},
+			{name: "envfile", kind: kString, required: true},
+			enumAttr("when", "prim", []string{"prim", "second", "both"}, ""),
+		}}}}
+
+	errdSpec = &elemSpec{tag: "errd", notEnforced: "process monitoring (errd) is not done by this version",
+		attrs: []attrSpec{timeAttr("polltimer", sec, "30s", "polling period")},
+		children: []*elemSpec{{tag: "proc", many: true, attrs: []attrSpec{
+			{name: "name", kind: kString, required: true},
+			{name: "service", kind: kYesNo, def: "no"},
+			{name: "nameregex", kind: kString},
+			{name: "argregex", kind: kString},
+			intAttr("atleast", -1, "1", "act when fewer processes run; -1 disables"),
+			intAttr("atmax", -1, "-1", "act when this many run; -1 disables"),
+			{name: "action", kind: kString, def: "stopstart", doc: "restart, stopstart, stop, noaction or a handler"},
+			{name: "restart_services", kind: kString},
+			{name: "class", kind: kString, required: true},
+			intAttr("start_after", 0, "0", "delay monitoring by (n-1)*polltimer"),
+			intAttr("cpu", 0, "", "undocumented"),
+		}}}}
+
+	customSpec = &elemSpec{tag: "custom", many: true, doc: "custom checker",
+		attrs: []attrSpec{
+			{name: "ident", kind: kString, required: true},
+			{name: "when", kind: kEnum, enum: checkerWhen, required: true},
+			{name: "exec", kind: kString, required: true},
+			{name: "arg", kind: kString, emptyOK: true},
+			enumAttr("action", "noaction", checkerActions, ""),
+		}}
+
+	checkSpec = &elemSpec{tag: "check", doc: "checkers",
+		children: []*elemSpec{
+			{tag: "tcp", many: true, notEnforced: "tcp checkers are not run by this version",
+				attrs: []attrSpec{
+					{name: "ident", kind: kString, required: true},
+					{name: "when", kind: kEnum, enum: checkerWhen, required: true},
+					enumAttr("action", "", checkerActions, "default: restart (wait with when=\"pre\")"),
+				},
+				children: []*elemSpec{toSpec(
+					attrSpec{name: "addr", kind: kAddr, required: true},
+					attrSpec{name: "port", kind: kPort, required: true},
+					timeAttr("interval", sec, "10s", ""),
+					timeAttr("timeout", sec, "5s", ""))}},
+			{tag: "ping", many: true, notEnforced: "ping checkers are not run by this version",
+				attrs: []attrSpec{
+					{name: "ident", kind: kString, required: true},
+					enumAttr("when", "pre", checkerWhen, ""),
+					enumAttr("action", "", checkerActions, "default: wait (restart with when other than pre)"),
+				},
+				children: []*elemSpec{toSpec(
+					attrSpec{name: "addr", kind: kAddr, required: true},
+					timeAttr("interval", sec, "10s", ""),
+					timeAttr("timeout", sec, "5s", ""))}},
+			{tag: "intf", many: true, notEnforced: "interface checkers are not run by this version",
+				attrs: []attrSpec{
+					{name: "ident", kind: kString, required: true},
+					enumAttr("when", "pre", checkerWhen, ""),
+				},
+				children: []*elemSpec{toSpec(attrSpec{name: "local_addr", kind: kAddr, required: true})}},
+			{tag: "ip", many: true, notEnforced: "ip checkers are not run by this version",
+				attrs: []attrSpec{
+					{name: "ident", kind: kString, required: true},
+					enumAttr("when", "", []string{"prim", "both"}, ""),
+				},
+				children: []*elemSpec{toSpec(
+					attrSpec{name: "addr", kind: kAddr, required: true},
+					timeAttr("interval", sec, "10s", ""))}},
+			customSpec,
+			{tag: "module", many: true, notEnforced: "module checkers are not run by this version",
+				attrs: []attrSpec{
+					{name: "ident", kind: kString},
+					{name: "name", kind: kString, required: true},
+				},
+				children: []*elemSpec{toSpec(
+					attrSpec{name: "addr", kind: kAddr, required: true},
+					attrSpec{name: "port", kind: kPort, def: "9010"},
+					timeAttr("interval", sec, "10s", ""),
+					timeAttr("timeout", sec, "5s", ""),
+					onOff("secure", "off", "use HTTPS"))}},
+			{tag: "splitbrain", notEnforced: "the split-brain checker is not run by this version",
+				attrs: []attrSpec{
+					{name: "ident", kind: kString, required: true},
+					{name: "exec", kind: kEnum, enum: []string{"ping"}, required: true},
+					{name: "arg", kind: kString, required: true, doc: "witness addresses separated by spaces"},
+					enumAttr("when", "pre", []string{"pre"}, ""),
+				}},
+		}}
+
+	failoverSpec = &elemSpec{tag: "failover", notEnforced: "its rules are kept and not evaluated by this version",
+		attrs: []attrSpec{
+			{name: "extends", kind: kYesNo, def: "yes", doc: "add to the default rules (yes) or replace them (no)"},
+			timeAttr("period", ms, "5000ms", "evaluation period of the rules"),
+			timeAttr("handle_time", ms, "15000ms", "time an action must hold before it is applied"),
+		}}
+
+	serviceSpec = &elemSpec{tag: "service", doc: "module type and global behaviour",
+		attrs: []attrSpec{
+			{name: "mode", kind: kEnum, enum: []string{"mirror", "farm", "light"}, required: true},
+			enumAttr("boot", "ignore", []string{"off", "on", "auto", "ignore"}, "start at boot"),
+			timeAttr("boot_delay", sec, "0s", "delay before the start at boot"),
+			onOff("failover", "on", "mirror: the secondary takes over when the primary fails"),
+			{name: "defaultprim", kind: kString, def: "alone", doc: "alone, lastprim or a node name"},
+			intAttr("maxloop", 0, "3", "checker actions allowed within loop_interval"),
+			timeAttr("loop_interval", hour, "24h", "window of maxloop; 0 disables it"),
+			onOff("automatic_reboot", "off", "a stopstart reboots the server"),
+		},
+		children: []*elemSpec{heartSpec, farmSpec, vipSpec, rfsSpec, userSpec, vhostSpec, errdSpec, checkSpec, failoverSpec}}
+
+	macroSpec = &elemSpec{tag: "macro", many: true, doc: "textual macro %name%",
+		attrs: []attrSpec{
+			{name: "name", kind: kString, required: true},
+			{name: "value", kind: kString, emptyOK: true},
+		}}
+
+	userconfigSpec = &elemSpec{tag: "safe", children: []*elemSpec{macroSpec, serviceSpec}}
+)
+
+var clusterSpec = &elemSpec{tag: "cluster", children: []*elemSpec{{tag: "lans",
+	attrs: []attrSpec{
+		{name: "port", kind: kPort, def: "4800", doc: "UDP port of cluster membership"},
+		timeAttr("pulse", ms, "100ms", "interval between membership packets"),
+		intAttr("mlost_count", 1, "20", ""),
+		intAttr("slost_count", 1, "10", ""),
+	},
+	children: []*elemSpec{{tag: "lan", many: true,
+		attrs: []attrSpec{
+			{name: "name", kind: kString, required: true},
+			onOff("command", "off", "this lan carries distributed commands"),
+			{name: "console", kind: kOnOff, obsolete: "obsolete since SafeKit 8.2"},
+			{name: "framework", kind: kOnOff, obsolete: "obsolete since SafeKit 8.2"},
+			{name: "connect", kind: kOnOff, obsolete: "obsolete since SafeKit 8.2"},
+		},
+		children: []*elemSpec{{tag: "node", many: true, attrs: []attrSpec{
+			{name: "name", kind: kString, required: true},
+			{name: "addr", kind: kAddr, required: true},
+			{name: "laddr", kind: kAddr, doc: "local address behind NAT"},
+		}}}}}}}}
