@@ -1,0 +1,445 @@
+package automaton
+
+import "time"
+
+// Messages of a mirror that may not have up-to-date data (User's Guide §5.3).
+const (
+	MsgNotUpToDate = "Data may be not uptodate for replicated directories (wait for the start of the remote server)"
+	MsgRunPrim     = "If you are sure that this server has valid data, run safekit prim to force start as primary"
+)
+
+// stopLike commands end the module; they win over a queued restart.
+func stopLike(action string) bool {
+	return action == "stop" || action == "forcestop" || action == "shutdown"
+}
+
+// countedActions count toward maxloop when called with an identity.
+var countedActions = map[string]bool{"restart": true, "stopstart": true, "stop": true, "swap": true, "wait": true}
+
+// resetActions reset the maxloop count when an administrator calls them.
+var resetActions = map[string]bool{"start": true, "stop": true, "restart": true, "stopstart": true, "swap": true, "prim": true, "second": true}
+
+func (m *Module) command(c Command) error {
+	if c.By == "" {
+		c.By = "root"
+	}
+	if err := m.check(c); err != nil {
+		return err
+	}
+	origin := "heartplug"
+	if c.Identity == "" {
+		origin = "heart"
+	}
+	by := c.By
+	if c.Identity != "" {
+		by = c.Identity
+	}
+	m.logf(origin, "U", "Action %s called by %s", c.Action, by)
+	if c.Identity == "" && resetActions[c.Action] && m.p.LoopCount != 0 {
+		m.p.LoopCount = 0
+		m.save()
+	}
+	if c.Action == "forcestop" {
+		return m.execute(c)
+	}
+	if m.Busy() {
+		if m.pending != nil && stopLike(m.pending.Action) && !stopLike(c.Action) {
+			return refusedf("a %s of module %s is already pending", m.pending.Action, m.cfg.Module)
+		}
+		m.pending = &c
+		return nil
+	}
+	return m.execute(c)
+}
+
+// check refuses a command that cannot apply in the current state, with the
+// message the user sees.
+func (m *Module) check(c Command) error {
+	mod := m.cfg.Module
+	busy := m.Busy()
+	switch c.Action {
+	case "start":
+		if m.state != Stop || busy {
+			return refusedf("module %s is already started (%s %s): stop it first", mod, m.state, m.ready)
+		}
+	case "stop", "shutdown", "forcestop":
+		if m.state == Stop && !busy {
+			return refusedf("module %s is already stopped", mod)
+		}
+	case "restart":
+		if !busy && !(m.ready == Ready && m.state != Wait && m.state != Stop) {
+			return refusedf("restart needs module %s running (ALONE, PRIM, SECOND or UP Ready); it is %s %s", mod, m.state, m.ready)
+		}
+	case "stopstart":
+		if m.state == Stop && !busy {
+			return refusedf("module %s is stopped: use safekit start", mod)
+		}
+	case "prim":
+		if m.cfg.Mode != Mirror {
+			return refusedf("prim applies to mirror modules; %s is a %s module", mod, m.cfg.Mode)
+		}
+		if m.state == Alone || m.state == Prim {
+			return refusedf("module %s is already primary (%s %s)", mod, m.state, m.ready)
+		}
+		if busy || (m.state != Stop && m.state != Wait) {
+			return refusedf("module %s is %s %s: stop it, then run safekit prim", mod, m.state, m.ready)
+		}
+	case "second":
+		if m.cfg.Mode != Mirror {
+			return refusedf("second applies to mirror modules; %s is a %s module", mod, m.cfg.Mode)
+		}
+		return refusedf("cannot start module %s as secondary: the other node is not primary", mod)
+	case "swap":
+		if m.cfg.Mode != Mirror {
+			return refusedf("swap applies to mirror modules; %s is a %s module", mod, m.cfg.Mode)
+		}
+		if m.state != Prim && m.state != Second {
+			return refusedf("swap needs module %s PRIM or SECOND; it is %s %s", mod, m.state, m.ready)
+		}
+	default:
+		return refusedf("unknown action %q", c.Action)
+	}
+	return nil
+}
+
+// execute starts the transition of command c (the module is not busy,
+// except for forcestop).
+func (m *Module) execute(c Command) error {
+	if c.Identity != "" && countedActions[c.Action] && m.countLoop() && c.Action != "stop" {
+		m.logf("heartplug", "U", "Action stop called by maxloop")
+		c = Command{Action: "stop", By: "maxloop"}
+	}
+	switch c.Action {
+	case "start":
+		if m.state != Stop {
+			return refusedf("module %s is already started (%s %s)", m.cfg.Module, m.state, m.ready)
+		}
+		m.start("start")
+	case "prim":
+		switch m.state {
+		case Stop:
+			m.forcePrim = true
+			m.start("start")
+		case Wait:
+			m.forcePrim = true
+			m.waitRule = ""
+			m.decide()
+		default:
+			return refusedf("module %s is already %s", m.cfg.Module, m.state)
+		}
+	case "stop", "shutdown":
+		if m.state == Stop {
+			return nil
+		}
+		m.stop("stop")
+	case "forcestop":
+		m.forcestop()
+	case "restart":
+		if m.ready != Ready || m.state == Wait || m.state == Stop {
+			return refusedf("module %s is %s %s: nothing to restart", m.cfg.Module, m.state, m.ready)
+		}
+		m.restart()
+	case "stopstart":
+		if m.state == Stop {
+			return refusedf("module %s is stopped", m.cfg.Module)
+		}
+		m.stop("stopstart")
+		m.plan = append(m.plan, do(func() {
+			m.logf("heart", "U", "Action start called automatically")
+			m.start("stopstart")
+		}))
+	case "wait":
+		m.wait(c.By)
+	}
+	return nil
+}
+
+// start: STOP -> WAIT, then decide.
+func (m *Module) start(action string) {
+	m.hbExpired, m.hbArmed = false, false
+	m.waitRule = ""
+	m.setState(Wait, Transient)
+	m.plan = append(m.plan,
+		m.script("transition", m.cfg.ForceStopTimeout, string(Stop), string(Wait), action),
+		m.script("prestart", m.cfg.ForceStopTimeout, string(Stop), string(Wait), action),
+		do(func() { m.openWindow("pre") }),
+		do(m.decide))
+}
+
+// decide chooses where a module in WAIT goes.
+func (m *Module) decide() {
+	if m.waitRule == "" {
+		if r := m.pendingWaitRule(true); r != "" {
+			// A pre checker has not answered yet: stay Transient.
+			m.setState(Wait, Transient)
+			return
+		}
+		if r := m.pendingWaitRule(false); r != "" {
+			m.logf("heart", "E", "Action wait from failover rule %s", r)
+			m.holdWait(r)
+			return
+		}
+	}
+	if m.waitRule != "" {
+		return
+	}
+	if m.cfg.Mode != Mirror {
+		m.enter(Up, "start")
+		return
+	}
+	switch {
+	case m.forcePrim:
+		m.forcePrim = false
+		m.p.UpToDate = true
+		m.enter(Alone, "start")
+	case !m.hbExpired:
+		// Wait for the peer's heartbeats; without any within the timeout,
+		// the peer is considered down.
+		m.setState(Wait, Transient)
+		if !m.hbArmed {
+			m.hbArmed = true
+			m.emit(SetTimer{Name: TimerHeartbeat, After: m.cfg.HeartbeatTimeout})
+		}
+	case !m.cfg.HasRFS || m.p.UpToDate:
+		m.logf("heart", "E", "Action alone called by heart: no heartbeat")
+		m.enter(Alone, "start")
+	default:
+		m.setState(Wait, NotReady)
+		m.logf("rfsplug", "E", MsgNotUpToDate)
+		m.logf("rfsplug", "E", MsgRunPrim)
+		m.logf("heart", "E", "Action wait from failover rule notuptodate_server")
+	}
+}
+
+// enter takes a module from WAIT to role s (ALONE, PRIM, SECOND, UP).
+func (m *Module) enter(s State, action string) {
+	if m.hbArmed {
+		m.emit(CancelTimer{Name: TimerHeartbeat})
+		m.hbArmed = false
+	}
+	m.setState(s, Transient)
+	m.plan = append(m.plan, m.script("transition", m.cfg.ForceStopTimeout, string(Wait), string(s), action))
+	m.plan = append(m.plan, m.startSteps(Wait, s, action)...)
+	m.plan = append(m.plan, do(func() {
+		if s == Alone || s == Prim {
+			if !m.p.LastPrim || !m.p.UpToDate {
+				m.p.LastPrim, m.p.UpToDate = true, true
+				m.save()
+			}
+		}
+		m.setState(s, Ready)
+	}))
+}
+
+// stop: role -> WAIT -> STOP.
+func (m *Module) stop(action string) {
+	from := m.state
+	m.emit(CancelTimer{Name: TimerHeartbeat})
+	if from != Wait {
+		m.setState(from, Transient)
+		m.plan = append(m.plan, m.leaveSteps(from, Wait, action, false)...)
+		m.plan = append(m.plan,
+			m.script("transition", m.cfg.ForceStopTimeout, string(from), string(Wait), action),
+			do(func() { m.setState(Wait, Transient) }))
+	} else {
+		m.setState(Wait, Transient)
+	}
+	m.plan = append(m.plan, m.forcedStopSteps(action)...)
+}
+
+// forcestop kills the running script and stops with the forced calls only.
+func (m *Module) forcestop() {
+	if m.running != 0 {
+		m.emit(KillScript{ID: m.running})
+		m.emit(CancelTimer{Name: TimerSlowScript})
+		m.running, m.runningScript = 0, ""
+	}
+	m.plan, m.pending = nil, nil
+	m.emit(CancelTimer{Name: TimerHeartbeat})
+	m.setState(Wait, Transient)
+	m.plan = append(m.plan, m.forcedStopSteps("stop")...)
+}
+
+// restart runs the stop scripts (graceful then forced) then the start
+// scripts of the current role, without a change of state.
+func (m *Module) restart() {
+	s := m.state
+	m.setState(s, Transient)
+	m.plan = append(m.plan, m.leaveSteps(s, s, "stop", true)...)
+	m.plan = append(m.plan, m.startSteps(s, s, "start")...)
+	m.plan = append(m.plan, do(func() { m.setState(s, Ready) }))
+}
+
+// wait stops the application and holds the module in WAIT NotReady until
+// the rule no longer applies (Implicit_wakeup).
+func (m *Module) wait(rule string) {
+	from := m.state
+	if from == Stop || from == Wait {
+		return
+	}
+	m.logf("heart", "E", "Transition WAIT_TR from failover rule %s", rule)
+	m.setState(from, Transient)
+	m.plan = append(m.plan, m.leaveSteps(from, Wait, "stopwait", true)...)
+	m.plan = append(m.plan,
+		m.script("transition", m.cfg.ForceStopTimeout, string(from), string(Wait), "stopwait"),
+		do(func() { m.holdWait(rule) }))
+}
+
+func (m *Module) holdWait(rule string) {
+	m.waitRule = rule
+	m.setState(Wait, NotReady)
+}
+
+// countLoop counts an action called with an identity; it reports whether
+// maxloop is exceeded.
+func (m *Module) countLoop() bool {
+	if m.cfg.LoopInterval <= 0 {
+		return false
+	}
+	if m.p.LoopCount == 0 || m.now.Sub(m.p.LoopStart) > m.cfg.LoopInterval {
+		m.p.LoopCount, m.p.LoopStart = 0, m.now
+	}
+	m.p.LoopCount++
+	m.save()
+	return m.p.LoopCount > m.cfg.MaxLoop
+}
+
+// LoopReached is `safekit checkloop`: the limit is reached within the
+// interval.
+func (m *Module) LoopReached(now time.Time) bool {
+	return m.cfg.LoopInterval > 0 && m.p.LoopCount >= m.cfg.MaxLoop && m.p.LoopCount > 0 &&
+		now.Sub(m.p.LoopStart) <= m.cfg.LoopInterval
+}
+
+func (m *Module) loop(l Loop) error {
+	switch l.Op {
+	case "incloop":
+		m.logf("heartplug", "I", "Loop counter incremented by %s", l.Identity)
+		if m.countLoop() || m.LoopReached(m.now) {
+			return ErrLoopLimit
+		}
+	case "resetloop":
+		m.p.LoopCount = 0
+		m.save()
+		m.logf("heartplug", "I", "Loop counter reset by %s", l.Identity)
+	}
+	return nil
+}
+
+func (m *Module) setting(s Setting) {
+	switch s.Name {
+	case "checker":
+		m.p.Checker = s.On
+		m.syncCheckers()
+	case "errd":
+		m.p.Errd = s.On
+	case "failover":
+		m.p.Failover = s.On
+	case "boot":
+		m.p.Boot = s.On
+	}
+	m.save()
+	m.logf("heart", "I", "Resource usersetting.%s set to %s by %s", s.Name, onOff(s.On), s.By)
+}
+
+func (m *Module) setResource(e SetResource) {
+	r := m.resources[e.Name]
+	if r == nil {
+		r = &resource{value: "init", since: m.now}
+		m.resources[e.Name] = r
+	}
+	changed := r.value != e.Value
+	if changed {
+		r.value, r.since = e.Value, m.now
+	}
+	if (changed || e.Force) && !e.Quiet {
+		level := "I"
+		if e.Value == "down" {
+			level = "C"
+		}
+		m.logf(e.By, level, "Resource %s set to %s by %s", e.Name, e.Value, e.By)
+	}
+	if changed {
+		m.reconsider()
+	}
+}
+
+// reconsider re-runs the start decision of a module that waits on a
+// resource.
+func (m *Module) reconsider() {
+	if m.Busy() || m.state != Wait {
+		return
+	}
+	if m.ready == Transient || m.waitRule != "" {
+		m.tick()
+	}
+}
+
+// tick evaluates the failover rules: the generated rule of each checker
+// whose resource is down, once the resource has been down for HandleTime,
+// and the implicit wakeup of a module held in WAIT.
+func (m *Module) tick() {
+	if m.Busy() || m.pending != nil {
+		return
+	}
+	if m.state == Wait {
+		switch {
+		case m.waitRule != "":
+			if m.pendingWaitRule(false) == "" {
+				m.logf("heart", "E", "Action wakeup from failover rule Implicit_wakeup")
+				m.waitRule = ""
+				m.decide()
+			}
+		case m.ready == Transient:
+			m.decide()
+		}
+		return
+	}
+	if !m.stable() || !m.p.Checker {
+		return
+	}
+	for _, c := range m.cfg.Checkers {
+		r := m.resources[c.Resource()]
+		if c.Action == "noaction" || c.Action == "" || !m.checkersOn[c.Resource()] || r == nil || r.value != "down" {
+			continue
+		}
+		if m.now.Sub(r.since) < m.cfg.HandleTime {
+			continue
+		}
+		m.logf("heart", "E", "Action %s from failover rule %s", c.Action, c.Rule())
+		if c.Action == "wait" {
+			if m.countLoop() {
+				m.logf("heartplug", "U", "Action stop called by maxloop")
+				m.stop("stop")
+				return
+			}
+			m.wait(c.Rule())
+			return
+		}
+		if err := m.execute(Command{Action: c.Action, Identity: c.Rule(), By: c.Rule()}); err != nil {
+			m.logf("heart", "W", "Action %s from failover rule %s not applied: %v", c.Action, c.Rule(), err)
+		}
+		return
+	}
+}
+
+// pendingWaitRule returns the rule of a checker with action wait whose
+// window is open and whose resource is init (init=true) or down.
+func (m *Module) pendingWaitRule(init bool) string {
+	if !m.p.Checker {
+		return ""
+	}
+	for _, c := range m.cfg.Checkers {
+		if c.Action != "wait" || !m.checkersOn[c.Resource()] {
+			continue
+		}
+		r := m.resources[c.Resource()]
+		if r == nil {
+			continue
+		}
+		if (init && r.value == "init") || (!init && r.value == "down") {
+			return c.Rule()
+		}
+	}
+	return ""
+}

@@ -1,0 +1,247 @@
+// Package automaton is the state machine of one module, as a pure function
+// of events: the driver feeds it commands, script results, resource changes,
+// timer expiries and ticks, each with the current time, and executes the
+// actions it returns (run a script, set the state, log a line, start a
+// checker...). It does no I/O, reads no clock and starts no goroutine, so
+// that its behaviour is tested by scenario files (testdata/*.txt).
+//
+// States and names follow SafeKit (User's Guide §5, §6, §14.4): STOP, WAIT,
+// ALONE, PRIM, SECOND, UP with NotReady / Transient / Ready, and the script
+// execution automaton of §14.4.
+package automaton
+
+import (
+	"fmt"
+	"time"
+)
+
+// State of a module.
+type State string
+
+// Module states.
+const (
+	Stop   State = "STOP"
+	Wait   State = "WAIT"
+	Alone  State = "ALONE"
+	Prim   State = "PRIM"
+	Second State = "SECOND"
+	Up     State = "UP"
+)
+
+// Readiness qualifies a state.
+type Readiness string
+
+// Readiness values.
+const (
+	NotReady  Readiness = "NotReady"
+	Transient Readiness = "Transient"
+	Ready     Readiness = "Ready"
+)
+
+// Mode of a module.
+type Mode string
+
+// Modes.
+const (
+	Mirror Mode = "mirror"
+	Farm   Mode = "farm"
+	Light  Mode = "light"
+)
+
+// Config is what the automaton needs of a module's configuration.
+type Config struct {
+	Module string
+	Mode   Mode
+	// HasRFS: the module replicates directories, so a node must not become
+	// primary with data that may be stale.
+	HasRFS bool
+	// HasUser: <user> is present; without it no script runs.
+	HasUser bool
+	// Scripts are the names of the scripts present in SAFEUSERBIN; only
+	// these run.
+	Scripts map[string]bool
+	// NiceStopTimeout and ForceStopTimeout bound the graceful and forced
+	// calls of stop scripts.
+	NiceStopTimeout, ForceStopTimeout time.Duration
+	// HeartbeatTimeout is how long a starting mirror waits for its peer
+	// before deciding alone.
+	HeartbeatTimeout time.Duration
+	Checkers         []Checker
+	// MaxLoop counted actions are allowed within LoopInterval (0 disables).
+	MaxLoop      int
+	LoopInterval time.Duration
+	// Period of the failover rules and HandleTime an action must hold.
+	Period, HandleTime time.Duration
+}
+
+// Checker is a checker the automaton starts and stops with the module and
+// whose resource drives a generated rule.
+type Checker struct {
+	// Class and Ident name the resource <Class>.<Ident> (custom.vm1_check).
+	Class, Ident string
+	// When: pre, prim, second or both: the window it runs in.
+	When string
+	// Action when the resource is down: restart, stopstart, stop, wait or
+	// noaction.
+	Action string
+}
+
+// Resource is the name of the checker's resource.
+func (c Checker) Resource() string { return c.Class + "." + c.Ident }
+
+// Rule is the name of the generated rule (c_<ident> for custom).
+func (c Checker) Rule() string { return c.Class[:1] + "_" + c.Ident }
+
+// Persisted is what the automaton keeps across restarts of the module
+// process and of the node.
+type Persisted struct {
+	// State is the last state entered (STOP after a clean stop).
+	State State `json:"state"`
+	// LastPrim: the module was primary (PRIM or ALONE) when it last left
+	// that role.
+	LastPrim bool `json:"lastprim"`
+	// UpToDate: the local replicated data is the reference copy.
+	UpToDate bool `json:"uptodate"`
+	// Boot is `safekit boot on|off` (used when <service boot="ignore">).
+	Boot bool `json:"boot"`
+	// Checker, Errd, Failover are the usersettings toggles.
+	Checker  bool `json:"checker"`
+	Errd     bool `json:"errd"`
+	Failover bool `json:"failover"`
+	// LoopCount actions counted since LoopStart (maxloop).
+	LoopCount int       `json:"loop_count"`
+	LoopStart time.Time `json:"loop_start"`
+}
+
+// DefaultPersisted is the record of a module never started.
+func DefaultPersisted() Persisted {
+	return Persisted{State: Stop, Checker: true, Errd: true, Failover: true}
+}
+
+// Event is an input of the automaton.
+type Event interface{ event() }
+
+// Command is an administrator or detector command (safekit start, stop...).
+type Command struct {
+	Action string // start, stop, restart, stopstart, forcestop, prim, second, swap, shutdown
+	// Identity is the -i value: set by scripts, checkers and failover rules;
+	// such commands count toward maxloop. Empty for administrators.
+	Identity string
+	// By names who called it in the log ("root", "admin@10.0.0.1").
+	By string
+}
+
+// ScriptDone reports the end of a RunScript.
+type ScriptDone struct {
+	ID       int
+	ExitCode int
+	TimedOut bool
+	Killed   bool
+	// Err is set when the script could not run at all.
+	Err string
+}
+
+// SetResource is `safekit set -r name -v value`.
+type SetResource struct {
+	Name, Value string
+	// By is shown in the log: the -i identity, or the program that set it.
+	By string
+	// Identity is the -i value (counted when it triggers an action).
+	Identity string
+	// Quiet (-n) does not log; Force (-l) logs even an unchanged value.
+	Quiet, Force bool
+}
+
+// Setting is `safekit checker|errd|failover|boot on|off`.
+type Setting struct {
+	Name string // checker, errd, failover, boot
+	On   bool
+	By   string
+}
+
+// Loop is `safekit incloop|resetloop -i id`.
+type Loop struct {
+	Op       string // incloop or resetloop
+	Identity string
+}
+
+// TimerExpired reports the end of a SetTimer.
+type TimerExpired struct{ Name string }
+
+// Tick is sent every Period: it evaluates the failover rules.
+type Tick struct{}
+
+func (Command) event()      {}
+func (ScriptDone) event()   {}
+func (SetResource) event()  {}
+func (Setting) event()      {}
+func (Loop) event()         {}
+func (TimerExpired) event() {}
+func (Tick) event()         {}
+
+// Action is an output of the automaton, executed by the driver.
+type Action interface{ action() }
+
+// RunScript runs SAFEUSERBIN/<Script> with Args; the driver answers with
+// ScriptDone{ID}.
+type RunScript struct {
+	ID      int
+	Script  string
+	Args    []string
+	Timeout time.Duration
+}
+
+// KillScript kills the process group of a running script (forcestop).
+type KillScript struct{ ID int }
+
+// StartChecker starts a checker process.
+type StartChecker struct{ Checker Checker }
+
+// StopChecker stops a checker process.
+type StopChecker struct{ Checker Checker }
+
+// SetState records a new state: the driver logs "Local state X Y",
+// publishes it and persists it.
+type SetState struct {
+	State State
+	Ready Readiness
+}
+
+// Log is a module log line.
+type Log struct {
+	Origin string // heart, userplug, customscript...
+	Level  string // U, E, C, S, I, W, D
+	Msg    string
+}
+
+// SetTimer asks for TimerExpired{Name} after After (replacing a timer of the
+// same name).
+type SetTimer struct {
+	Name  string
+	After time.Duration
+}
+
+// CancelTimer cancels a timer.
+type CancelTimer struct{ Name string }
+
+// Save asks the driver to persist the record.
+type Save struct{ Persisted Persisted }
+
+func (RunScript) action()    {}
+func (KillScript) action()   {}
+func (StartChecker) action() {}
+func (StopChecker) action()  {}
+func (SetState) action()     {}
+func (Log) action()          {}
+func (SetTimer) action()     {}
+func (CancelTimer) action()  {}
+func (Save) action()         {}
+
+// Refused is the error of a command that cannot run in the current state.
+type Refused struct{ Msg string }
+
+func (r *Refused) Error() string { return r.Msg }
+
+func refusedf(format string, args ...any) error {
+	return &Refused{Msg: fmt.Sprintf(format, args...)}
+}
