@@ -108,6 +108,8 @@ func (m *Module) Step(now time.Time, ev Event) ([]Action, error) {
 		m.timer(e.Name)
 	case Tick:
 		m.tick()
+	case Recover:
+		m.recover(e.From)
 	}
 	m.run()
 	return m.out, err
@@ -158,7 +160,7 @@ func (m *Module) run() {
 		c := *m.pending
 		m.pending = nil
 		if err := m.execute(c); err != nil {
-			m.logf("heart", "W", "Action %s called by %s not applied: %v", c.Action, c.By, err)
+			m.logf("heart", "E", "Action %s called by %s not applied: %v", c.Action, c.By, err)
 		}
 		m.run()
 	}
@@ -190,7 +192,7 @@ func (m *Module) timer(name string) {
 		}
 	case TimerSlowScript:
 		if m.running != 0 {
-			m.logf("userplug", "W", "Script %s is still running after %s: safekit forcestop -m %s stops the module and kills it", m.runningScript, m.cfg.NiceStopTimeout, m.cfg.Module)
+			m.logf("userplug", "E", "Script %s is still running after %s: safekit forcestop -m %s stops the module and kills it", m.runningScript, m.cfg.NiceStopTimeout, m.cfg.Module)
 		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 //	tick                                   one period passes, rules are evaluated
 //	setting <name> on|off
 //	loop incloop|resetloop id=identity
+//	recover <state>                        first event after a crash in <state>
 //	state | resources | persisted
 //
 // Each prints the actions of the automaton, one per line; a refused command
@@ -88,6 +89,8 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 	case "tick":
 		out := h.advance(h.cfg.Period)
 		return out + h.step(Tick{})
+	case "recover":
+		return h.step(Recover{From: State(d.CmdArgs[0].Key)})
 	case "setting":
 		return h.step(Setting{Name: d.CmdArgs[0].Key, On: d.CmdArgs[1].Key == "on", By: "root"})
 	case "loop":

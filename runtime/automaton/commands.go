@@ -247,6 +247,23 @@ func (m *Module) stop(action string) {
 	m.plan = append(m.plan, m.forcedStopSteps(action)...)
 }
 
+// recover stops, with the forced calls of the stop scripts, an application
+// that a dead module process may have left running.
+func (m *Module) recover(from State) {
+	if from == Stop || from == "" || m.state != Stop {
+		return
+	}
+	m.logf("heart", "E", "Module was %s when its process ended abnormally: stopping the application with the stop scripts (force)", from)
+	m.setState(Wait, Transient)
+	steps := m.forcedStopSteps("stop")
+	for i := range steps {
+		if steps[i].script != "" && steps[i].args[0] == "force" {
+			steps[i].args = []string{"force", string(from), string(Stop), "stop"}
+		}
+	}
+	m.plan = append(m.plan, steps...)
+}
+
 // forcestop kills the running script and stops with the forced calls only.
 func (m *Module) forcestop() {
 	if m.running != 0 {
@@ -417,7 +434,7 @@ func (m *Module) tick() {
 			return
 		}
 		if err := m.execute(Command{Action: c.Action, Identity: c.Rule(), By: c.Rule()}); err != nil {
-			m.logf("heart", "W", "Action %s from failover rule %s not applied: %v", c.Action, c.Rule(), err)
+			m.logf("heart", "E", "Action %s from failover rule %s not applied: %v", c.Action, c.Rule(), err)
 		}
 		return
 	}

@@ -165,6 +165,15 @@ type Loop struct {
 	Identity string
 }
 
+// Recover is the first event after the module process or the node died
+// while the module was not stopped: the application may still run without
+// protection, so the stop scripts run with force and the module ends in
+// STOP.
+type Recover struct {
+	// From is the state recorded before the crash.
+	From State
+}
+
 // TimerExpired reports the end of a SetTimer.
 type TimerExpired struct{ Name string }
 
@@ -177,6 +186,7 @@ func (SetResource) event()  {}
 func (Setting) event()      {}
 func (Loop) event()         {}
 func (TimerExpired) event() {}
+func (Recover) event()      {}
 func (Tick) event()         {}
 
 // Action is an output of the automaton, executed by the driver.
