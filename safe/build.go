@@ -77,7 +77,9 @@ func (c *checker) buildService(e *etree.Element, fragment bool) {
 		AutomaticReboot: a.on("automatic_reboot"),
 	}
 	for _, ch := range e.ChildElements() {
-		if cs := serviceSpec.child(ch.Tag); cs != nil {
+		// A repeated section was refused by validate; only the first one is
+		// built, the one checkWholeModule finds with SelectElement.
+		if cs := serviceSpec.child(ch.Tag); cs != nil && e.SelectElement(ch.Tag) == ch {
 			c.buildSection(ch, cs, "service")
 		}
 	}
@@ -178,7 +180,12 @@ func (c *checker) buildFarm(e *etree.Element) *Farm {
 		fl := FarmLan{Name: at(l, lanSpec).str("name"), Pos: c.pos[l]}
 		for _, n := range l.SelectElements("node") {
 			fl.Nodes = append(fl.Nodes, LegacyNode{Name: n.SelectAttrValue("name", ""), Addr: n.SelectAttrValue("addr", "")})
-			c.syntax(n, true)
+			// In a mirror, <farm><lan><node> is the legacy form of a vmac VIP
+			// (KB SK-0043), accepted with a warning, not the pre-7.2
+			// addressing of the module; elsewhere it is.
+			if c.cfg.Service.Mode != ModeMirror {
+				c.syntax(n, true)
+			}
 		}
 		if fl.Name != "" {
 			c.syntax(l, false)
@@ -301,16 +308,21 @@ func (c *checker) buildRFS(e *etree.Element) *RFS {
 		return r // the holder of a <replicated> fragment
 	}
 	dirs := map[string]*etree.Element{}
+	var order []string // the keys of dirs in file order, for a stable order of diagnostics
 	for _, re := range e.SelectElements("replicated") {
 		rep := c.buildReplicated(re)
 		if rep.Dir != "" {
-			for d, other := range dirs {
+			for _, d := range order {
+				other := dirs[d]
 				switch {
 				case d == rep.Dir:
 					c.errorf(re, "directory %q is replicated twice (also at line %d): keep one <replicated>", rep.Dir, c.pos[other].Line)
 				case isUnder(rep.Dir, d) || isUnder(d, rep.Dir):
 					c.errorf(re, "directory %q and %q (line %d) are nested: replicate only the outer one", rep.Dir, d, c.pos[other].Line)
 				}
+			}
+			if _, ok := dirs[rep.Dir]; !ok {
+				order = append(order, rep.Dir)
 			}
 			dirs[rep.Dir] = re
 		}
@@ -469,7 +481,8 @@ func (c *checker) buildErrd(e *etree.Element) *Errd {
 
 func (c *checker) buildCheck(e *etree.Element) {
 	for _, ch := range e.ChildElements() {
-		if cs := checkSpec.child(ch.Tag); cs != nil {
+		// As in buildService: a repeated <splitbrain> was refused by validate.
+		if cs := checkSpec.child(ch.Tag); cs != nil && (cs.many || e.SelectElement(ch.Tag) == ch) {
 			if cs.notEnforced != "" {
 				c.warnf(ch, "loaded and checked, but %s", cs.notEnforced)
 			}
@@ -565,9 +578,6 @@ func (c *checker) buildChecker(e *etree.Element, spec *elemSpec) {
 		}
 		ch.Module = append(ch.Module, m)
 	case "splitbrain":
-		if ch.Splitbrain != nil {
-			c.errorf(e, "only one <splitbrain> checker is allowed: list every witness in its arg")
-		}
 		ch.Splitbrain = &SplitbrainCheck{Ident: ident, Witnesses: strings.Fields(a.str("arg")), When: when}
 		for _, w := range ch.Splitbrain.Witnesses {
 			if !validAddr(w) {

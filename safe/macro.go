@@ -61,12 +61,20 @@ func isMacroChar(c byte, first bool) bool {
 	return false
 }
 
+// maxExpansion bounds the expanded value of one macro. Macros that repeat
+// each other ("%B%%B%" in A, "%C%%C%" in B...) grow exponentially; a real
+// value is a path, an address or a list of service names.
+const maxExpansion = 1 << 20
+
 // Expander expands %NAME% references.
 type Expander struct {
 	macros map[string]string
 	env    func(string) (string, bool)
 	// undefined collects the names of references that nothing defines.
 	undefined map[string]bool
+	// done caches the expanded value of each macro, so that a macro used
+	// many times is expanded once.
+	done map[string]string
 }
 
 // NewExpander returns an expander over macros, falling back to env (which may
@@ -75,7 +83,7 @@ func NewExpander(macros map[string]string, env func(string) (string, bool)) *Exp
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
-	return &Expander{macros: macros, env: env, undefined: map[string]bool{}}
+	return &Expander{macros: macros, env: env, undefined: map[string]bool{}, done: map[string]string{}}
 }
 
 // Expand returns s with every defined reference replaced.
@@ -94,14 +102,24 @@ func (x *Expander) expand(s string, stack []string) (string, error) {
 		b.WriteString(s[last:r.Start])
 		last = r.End
 		if v, ok := x.macros[r.Name]; ok {
-			for _, n := range stack {
-				if n == r.Name {
-					return "", fmt.Errorf("macro %s refers to itself (%s -> %s)", r.Name, strings.Join(stack, " -> "), r.Name)
+			ev, done := x.done[r.Name]
+			if !done {
+				for _, n := range stack {
+					if n == r.Name {
+						return "", fmt.Errorf("macro %s refers to itself (%s -> %s)", r.Name, strings.Join(stack, " -> "), r.Name)
+					}
 				}
+				var err error
+				if ev, err = x.expand(v, append(stack, r.Name)); err != nil {
+					return "", err
+				}
+				x.done[r.Name] = ev
 			}
-			ev, err := x.expand(v, append(stack, r.Name))
-			if err != nil {
-				return "", err
+			if b.Len()+len(ev) > maxExpansion {
+				if len(stack) == 0 {
+					return "", fmt.Errorf("the value is longer than %d bytes once its macros are expanded: check the macros it uses", maxExpansion)
+				}
+				return "", fmt.Errorf("macro %s is longer than %d bytes once expanded: check the macros it uses", stack[len(stack)-1], maxExpansion)
 			}
 			b.WriteString(ev)
 			continue

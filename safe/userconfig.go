@@ -5,6 +5,7 @@ import (
 	"net"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -240,13 +241,14 @@ func (c *checker) firstUse(doc *xmlDoc, name string) Pos {
 // checkDocument checks a whole userconfig.xml.
 func (c *checker) checkDocument() {
 	var root *etree.Element
+	hasSafe := slices.ContainsFunc(c.roots, func(r *etree.Element) bool { return r.Tag == "safe" })
 	for _, r := range c.roots {
 		switch {
 		case root == nil && r.Tag == "safe":
 			root = r
 		case r.Tag == "safe":
 			c.errorf(r, "a second <safe>: a userconfig.xml has exactly one <safe> root element")
-		default:
+		case hasSafe: // without <safe>, the error below says it all
 			where := "inside <safe>"
 			if r.Tag == "macro" {
 				where = "inside <safe>, before <service>"
@@ -257,7 +259,7 @@ func (c *checker) checkDocument() {
 	if root == nil {
 		if len(c.roots) == 0 {
 			c.diags = append(c.diags, Diagnostic{File: c.file, Pos: Pos{1, 1}, Msg: "empty document: a userconfig.xml starts with <safe>"})
-		} else if c.roots[0].Tag != "safe" && c.roots[0].Tag != "macro" {
+		} else {
 			c.errorf(c.roots[0], "the root element must be <safe>, not <%s>", c.roots[0].Tag)
 		}
 		return
@@ -537,7 +539,12 @@ func (c *checker) emptyMsg(e *etree.Element, attr string) string {
 		}
 		return fmt.Sprintf("%s is empty: set a value for %s", attr, strings.Join(parts, " and "))
 	}
-	return fmt.Sprintf("%s is empty: fill in the %s attribute (the module ships it empty for you to set)", attr, attr)
+	msg := fmt.Sprintf("%s is empty: fill in the %s attribute", attr, attr)
+	if c.rootSpec == userconfigSpec {
+		// cluster.xml is written by the administrator, not shipped.
+		msg += " (the module ships it empty for you to set)"
+	}
+	return msg
 }
 
 // undefinedHint names the undefined macros used by an attribute, which are

@@ -2,6 +2,7 @@ package safe
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/beevik/etree"
@@ -108,6 +109,9 @@ func (c *checker) checkLanNames(svc *etree.Element) {
 	if cfg.RFS != nil && cfg.RFS.Flow != nil && cfg.RFS.Flow.Lan != "" {
 		refs = append(refs, ref{svc.SelectElement("rfs").SelectElement("flow"), &cfg.RFS.Flow.Lan, "flow"})
 	}
+	// A name that is absent, not empty, was reported as missing by the
+	// builders; it does not mean the first lan.
+	refs = slices.DeleteFunc(refs, func(r ref) bool { return r.el.SelectAttr("name") == nil })
 	if len(refs) == 0 {
 		return
 	}
@@ -130,9 +134,11 @@ func (c *checker) checkLanNames(svc *etree.Element) {
 			c.errorf(r.el, "name %q is not a lan of cluster.xml (lans: %s): use one of them or add the lan to cluster.xml", *r.name, strings.Join(cl.LanNames(), ", "))
 		}
 	}
-	for _, g := range cfg.vipGroupsHosts() {
-		if !cl.HasNode(g) {
-			c.errorf(svc.SelectElement("vip"), "load-balancing host %q is not a node of cluster.xml (nodes: %s)", g, strings.Join(cl.NodeNames(), ", "))
+	if vip := svc.SelectElement("vip"); vip != nil {
+		for _, h := range vip.FindElements("loadbalancing_list/group/cluster/host") {
+			if name := h.SelectAttrValue("name", ""); name != "" && !cl.HasNode(name) {
+				c.errorf(h, "load-balancing host %q is not a node of cluster.xml (nodes: %s)", name, strings.Join(cl.NodeNames(), ", "))
+			}
 		}
 	}
 }
@@ -149,19 +155,6 @@ func (c *checker) fixIdent(hb *etree.Element) {
 			h.Ident = h.Lan
 		}
 	}
-}
-
-func (cfg *Config) vipGroupsHosts() []string {
-	if cfg.VIP == nil {
-		return nil
-	}
-	var out []string
-	for _, g := range cfg.VIP.Groups {
-		for _, h := range g.Hosts {
-			out = append(out, h.Name)
-		}
-	}
-	return out
 }
 
 // checkWindows recognises a Windows module: one warning that says why.

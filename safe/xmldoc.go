@@ -116,32 +116,55 @@ func scanStarts(file string, data []byte, lines lineIndex, shift int) ([]Pos, er
 	dec.Strict = true
 	dec.CharsetReader = charsetReader
 	var starts []Pos
-	depth := 0
+	type element struct {
+		name string
+		pos  Pos
+	}
+	var open []element // the elements not closed yet, outermost first
+	outside := 0       // the depth of text outside the file's elements
+	if shift > 0 {
+		outside = 1 // inside the fragment wrapper
+	}
 	for {
 		off := int(dec.InputOffset()) - shift
 		tok, err := dec.Token()
 		if errors.Is(err, io.EOF) {
-			if depth > 0 {
-				return nil, &Diagnostic{File: file, Pos: lines.pos(len(data) - shift), Msg: "XML syntax error: unexpected end of file: an element is not closed"}
-			}
 			return starts, nil
+		}
+		var se *xml.SyntaxError
+		if errors.As(err, &se) && se.Msg == "unexpected EOF" && len(open) > outside {
+			// The decoder says only "unexpected EOF"; name what is open.
+			e := open[len(open)-1]
+			return nil, &Diagnostic{File: file, Pos: lines.pos(len(data) - shift),
+				Msg: fmt.Sprintf("XML syntax error: unexpected end of file: <%s> (line %d) is not closed", e.name, e.pos.Line)}
 		}
 		if err != nil {
 			return nil, syntaxDiagnostic(file, data, lines, dec, err, shift)
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			depth++
 			p := lines.pos(max(off, 0))
 			if err := checkDuplicateAttrs(t); err != "" {
 				return nil, &Diagnostic{File: file, Pos: p, Element: t.Name.Local, Msg: err}
 			}
+			open = append(open, element{t.Name.Local, p})
 			starts = append(starts, p)
 		case xml.EndElement:
-			depth--
+			open = open[:len(open)-1]
+		case xml.CharData:
+			// encoding/xml accepts text outside the root element; XML does
+			// not, and it is usually a paste gone wrong.
+			if len(open) == outside && len(bytes.Trim(t, xmlSpace)) > 0 {
+				lead := len(t) - len(bytes.TrimLeft(t, xmlSpace))
+				return nil, &Diagnostic{File: file, Pos: lines.pos(max(off, 0) + lead),
+					Msg: "XML syntax error: text outside any element: remove it or make it a <!-- comment -->"}
+			}
 		}
 	}
 }
+
+// xmlSpace is the white space of the XML grammar (production S).
+const xmlSpace = " \t\r\n"
 
 func checkDuplicateAttrs(t xml.StartElement) string {
 	seen := make(map[string]bool, len(t.Attr))
