@@ -83,10 +83,7 @@ func (a *Archive) Userconfig() []byte {
 // a.Names("bin") lists a module's scripts. dir "" or "." is the top of the
 // module.
 func (a *Archive) Names(dir string) []string {
-	dir = path.Clean(dir)
-	if dir == "" {
-		dir = "."
-	}
+	dir = path.Clean(dir) // "" becomes "."
 	var names []string
 	for _, f := range a.Files {
 		if !f.Mode.IsDir() && path.Dir(f.Name) == dir {

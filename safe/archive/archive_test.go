@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -452,9 +453,17 @@ func TestArchiveHelpers(t *testing.T) {
 	}
 }
 
-// TestZeroLimits: a zero Limits means the defaults, not "nothing allowed".
-func TestZeroLimits(t *testing.T) {
-	if _, err := readBytes(newZip().module().bytes(t), Limits{}); err != nil {
-		t.Fatal(err)
+// TestLimitsEdges: a zero Limits means the defaults, not "nothing
+// allowed", and the largest limit still reads the data.
+func TestLimitsEdges(t *testing.T) {
+	data := newZip().module().bytes(t)
+	for _, lim := range []Limits{{}, {MaxEntries: math.MaxInt, MaxBytes: math.MaxInt64}} {
+		a, err := readBytes(data, lim)
+		if err != nil {
+			t.Fatalf("%+v: %v", lim, err)
+		}
+		if len(a.Userconfig()) == 0 {
+			t.Errorf("%+v: conf/userconfig.xml read empty", lim)
+		}
 	}
 }

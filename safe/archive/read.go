@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"strings"
@@ -30,9 +31,9 @@ const (
 	unixSocket   = 0o140000
 )
 
-// ReadFile reads the module archive at path: see Read. Errors name path.
-func ReadFile(path string, lim Limits) (*Archive, error) {
-	f, err := os.Open(path)
+// ReadFile reads the module archive file: see Read. Errors name file.
+func ReadFile(file string, lim Limits) (*Archive, error) {
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("read module archive: %w", err)
 	}
@@ -41,7 +42,7 @@ func ReadFile(path string, lim Limits) (*Archive, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read module archive: %w", err)
 	}
-	return read(path, f, info.Size(), lim)
+	return read(file, f, info.Size(), lim)
 }
 
 // Read reads a whole module archive of size bytes into memory and checks it:
@@ -66,12 +67,6 @@ func read(name string, r io.ReaderAt, size int64, lim Limits) (*Archive, error) 
 	return a, nil
 }
 
-// entry is one zip entry on its way into an Archive.
-type entry struct {
-	zf   *zip.File
-	file File
-}
-
 // decode does Read's work with the cheap checks first, so that a hostile
 // archive is refused before any decompression when its headers give it away.
 func decode(r io.ReaderAt, size int64, lim Limits) (*Archive, error) {
@@ -84,7 +79,8 @@ func decode(r io.ReaderAt, size int64, lim Limits) (*Archive, error) {
 	if n := len(zr.File); n > lim.MaxEntries {
 		return nil, fmt.Errorf("%d entries, more than the limit of %d", n, lim.MaxEntries)
 	}
-	entries := make([]entry, 0, len(zr.File))
+	files := make([]File, 0, len(zr.File))
+	zfs := make([]*zip.File, 0, len(zr.File)) // zfs[i] is where files[i] comes from
 	for _, zf := range zr.File {
 		f, err := header(zf)
 		if err != nil {
@@ -93,14 +89,10 @@ func decode(r io.ReaderAt, size int64, lim Limits) (*Archive, error) {
 		if f.Name == "." {
 			continue // "./": the module directory itself
 		}
-		entries = append(entries, entry{zf, f})
+		files = append(files, f)
+		zfs = append(zfs, zf)
 	}
-
-	files := make([]File, len(entries))
-	for i, e := range entries {
-		files[i] = e.file
-	}
-	implied, err := tree(files, func(i int) string { return entries[i].zf.Name }, lim.MaxEntries)
+	implied, err := tree(files, func(i int) string { return zfs[i].Name }, lim.MaxEntries)
 	if err != nil {
 		return nil, err
 	}
@@ -109,16 +101,16 @@ func decode(r io.ReaderAt, size int64, lim Limits) (*Archive, error) {
 	}
 
 	remaining := lim.MaxBytes
-	for i, e := range entries {
-		if e.file.Mode.IsDir() {
+	for i, zf := range zfs {
+		if files[i].Mode.IsDir() {
 			continue
 		}
-		data, err := inflate(e.zf, remaining)
+		data, err := inflate(zf, remaining)
 		if errors.Is(err, errTooBig) {
-			return nil, &entryError{e.zf.Name, fmt.Errorf("more than %d bytes in total once decompressed (a zip bomb?)", lim.MaxBytes)}
+			return nil, &entryError{zf.Name, fmt.Errorf("more than %d bytes in total once decompressed (a zip bomb?)", lim.MaxBytes)}
 		}
 		if err != nil {
-			return nil, &entryError{e.zf.Name, err}
+			return nil, &entryError{zf.Name, err}
 		}
 		remaining -= int64(len(data))
 		files[i].Data = data
@@ -167,9 +159,9 @@ func header(zf *zip.File) (File, error) {
 // entryMode is the mode an entry gets on disk. An archive made on unix
 // carries it in the external attributes; setuid, setgid and sticky bits are
 // dropped, as no module needs them and extraction runs as root. An archive
-// made on Windows has none, and its entries get 0755 for directories and
-// for what looks like a script under bin/ (no extension, or .sh), 0644
-// otherwise, so that the scripts stay executable.
+// made without one (on Windows, or by a tool that leaves it out) gets 0755
+// for directories and for what looks like a script under bin/ (no
+// extension, or .sh), 0644 otherwise, so that the scripts stay executable.
 func entryMode(h *zip.FileHeader, name string) (fs.FileMode, error) {
 	creator := h.CreatorVersion >> 8
 	unix := h.ExternalAttrs >> 16
@@ -220,18 +212,22 @@ func isScript(name string) bool {
 // errTooBig is inflate's way of saying that the data went past its budget.
 var errTooBig = errors.New("too big")
 
-// inflate decompresses one entry, reading at most one byte past max: the
+// inflate decompresses one entry, reading at most one byte past budget: the
 // sizes in the headers are the archive's to choose, so only the bytes
 // actually produced count.
-func inflate(zf *zip.File, max int64) ([]byte, error) {
+func inflate(zf *zip.File, budget int64) ([]byte, error) {
 	rc, err := zf.Open()
 	if err != nil {
 		return nil, fmt.Errorf("cannot open: %w", err)
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, max+1))
+	limit := budget
+	if limit < math.MaxInt64 {
+		limit++ // one byte past budget tells "too big" from "just fits"
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, limit))
 	switch {
-	case int64(len(data)) > max:
+	case int64(len(data)) > budget:
 		return nil, errTooBig
 	case errors.Is(err, zip.ErrFormat):
 		// archive/zip says this once the data outgrows the declared size.

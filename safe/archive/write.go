@@ -170,5 +170,5 @@ func writeAtomic(path string, a *Archive) (err error) {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	return syncDir(os.Open, dir)
+	return syncDir(dir)
 }
