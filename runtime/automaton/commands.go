@@ -30,14 +30,23 @@ func (m *Module) command(c Command) error {
 	if c.Identity == "" {
 		origin = "heart"
 	}
-	by := c.By
-	if c.Identity != "" {
-		by = c.Identity
+	by := "by " + c.By
+	switch {
+	case c.Identity != "":
+		by = "by " + c.Identity
+	case c.By == "boot":
+		by = "at boot time"
 	}
-	m.logf(origin, "U", "Action %s called by %s", c.Action, by)
+	m.logf(origin, "U", "Action %s called %s", c.Action, by)
 	if c.Identity == "" && resetActions[c.Action] && m.p.LoopCount != 0 {
 		m.p.LoopCount = 0
 		m.save()
+	}
+	if running := c.Action == "start" || c.Action == "prim" || c.Action == "second"; running || c.Action == "stop" || c.Action == "forcestop" {
+		if m.p.Running != running {
+			m.p.Running = running
+			m.save()
+		}
 	}
 	if c.Action == "forcestop" {
 		return m.execute(c)
@@ -108,6 +117,7 @@ func (m *Module) execute(c Command) error {
 	if c.Identity != "" && countedActions[c.Action] && m.countLoop() && c.Action != "stop" {
 		m.logf("heartplug", "U", "Action stop called by maxloop")
 		c = Command{Action: "stop", By: "maxloop"}
+		m.p.Running = false
 	}
 	switch c.Action {
 	case "start":

@@ -97,6 +97,9 @@ func (c Checker) Rule() string { return c.Class[:1] + "_" + c.Ident }
 type Persisted struct {
 	// State is the last state entered (STOP after a clean stop).
 	State State `json:"state"`
+	// Running: an administrator started the module and did not stop it
+	// (a shutdown keeps it): what <service boot="auto"> looks at.
+	Running bool `json:"running"`
 	// LastPrim: the module was primary (PRIM or ALONE) when it last left
 	// that role.
 	LastPrim bool `json:"lastprim"`

@@ -40,9 +40,10 @@ type Spec struct {
 	// published modules were written where /bin/sh is bash and use bashisms
 	// (let, ==). See docs/scripts.md.
 	ShAsBash bool
-	// Started is called with the process group id once the script runs, so
-	// that a supervisor can record it and clean up after a crash.
-	Started func(pgid int)
+	// Started is called once the script runs, with its process group id (so
+	// that a supervisor can record it and clean up after a crash) and the
+	// base name of its userlog file ("" when none).
+	Started func(pgid int, logFile string)
 	// Clock gives the time used in the userlog name; nil = time.Now.
 	Clock func() time.Time
 }
@@ -116,7 +117,7 @@ func Run(ctx context.Context, s Spec) Result {
 	}
 	pgid := cmd.Process.Pid
 	if s.Started != nil {
-		s.Started(pgid)
+		s.Started(pgid, res.LogFile)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"context"
+	"net/http"
+	"os/user"
+
+	"github.com/safekit-oss/safekit/runtime/module"
+)
+
+func init() {
+	for _, c := range []struct{ name, help string }{
+		{"start", "start the module (a mirror goes ALONE, PRIM or SECOND; a farm UP)"},
+		{"stop", "stop the module"},
+		{"restart", "stop then start the application scripts of the module, without a failover"},
+		{"stopstart", "stop the module completely, then start it again"},
+		{"forcestop", "stop the module when stop has no effect: kills the running script"},
+		{"prim", "start a mirror module as primary, even without its peer"},
+		{"second", "start a mirror module as secondary of the primary peer"},
+		{"swap", "swap the primary and secondary roles of a mirror module"},
+	} {
+		register(&command{
+			name:  c.name,
+			usage: c.name + " -m AM [-i identity]",
+			help:  c.help,
+			flags: map[string]bool{"-m": true, "-i": true, "-u": true},
+			run:   runControl,
+		})
+	}
+	register(&command{
+		name:  "shutdown",
+		usage: "shutdown",
+		help:  "stop every running module of this node",
+		flags: map[string]bool{},
+		run: func(e *Env, a *args) int {
+			done := e.logCommand("", []string{"shutdown"})
+			if err := e.daemon().do(context.Background(), http.MethodPost, "/v1/shutdown?by="+whoami(), nil, nil); err != nil {
+				done(ExitFailure)
+				return e.fail(err)
+			}
+			done(ExitOK)
+			return ExitOK
+		},
+	})
+}
+
+// whoami names the caller in the module log ("root").
+func whoami() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "root"
+}
+
+// runControl sends a control command to a module.
+func runControl(e *Env, a *args) int {
+	action := a.cmd
+	name, err := e.module(a)
+	if err != nil {
+		return e.usage(commands[action], "%v", err)
+	}
+	by := a.get("-u")
+	if by == "" {
+		by = whoami()
+	}
+	done := e.logCommand(name, a.raw)
+	var snap module.Snapshot
+	err = e.daemon().do(context.Background(), http.MethodPost, "/v1/modules/"+name+"/command",
+		module.CommandRequest{Action: action, Identity: a.get("-i"), By: by}, &snap)
+	if err != nil {
+		done(ExitFailure)
+		return e.fail(err)
+	}
+	done(ExitOK)
+	return ExitOK
+}

@@ -1,0 +1,182 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/safekit-oss/safekit/runtime/daemon"
+	"github.com/safekit-oss/safekit/runtime/module"
+	"github.com/safekit-oss/safekit/runtime/scripts"
+)
+
+func init() {
+	register(&command{
+		name:  "state",
+		usage: "state [-m AM [-v | -lq]]",
+		help:  "state of every module, or of AM (-v: with its resources; -lq: exit code STOP 0, WAIT 1, ALONE/UP 2, PRIM 3, SECOND 4)",
+		flags: map[string]bool{"-m": true, "-v": false, "-lq": false},
+		run:   runState,
+	})
+	for _, w := range []struct{ name, usage, help string }{
+		{"waitstart", "waitstart -m AM", "wait until the start of AM ends (exit 1 if it ends in STOP)"},
+		{"waitstop", "waitstop -m AM", "wait until AM is stopped"},
+		{"waitstate", "waitstate -m AM STOP|WAIT|ALONE|PRIM|SECOND|UP", "wait until AM rests in that state"},
+	} {
+		register(&command{name: w.name, usage: w.usage, help: w.help, flags: map[string]bool{"-m": true}, run: runWait})
+	}
+}
+
+// stateCode is the exit code of state -lq.
+func stateCode(s string) int {
+	switch s {
+	case "STOP":
+		return 0
+	case "WAIT":
+		return 1
+	case "ALONE", "UP":
+		return 2
+	case "PRIM":
+		return 3
+	case "SECOND":
+		return 4
+	}
+	return ExitFailure
+}
+
+func service(s module.Snapshot) string {
+	if s.Ready == "Ready" && (s.State == "ALONE" || s.State == "PRIM" || s.State == "UP") {
+		return "Available"
+	}
+	return "Unavailable"
+}
+
+// stateBlock renders the state of one module as safekit state prints it.
+func stateBlock(name, line string) string {
+	title := fmt.Sprintf(" %s State ", name)
+	pad := (53 - len(title)) / 2
+	if pad < 3 {
+		pad = 3
+	}
+	return fmt.Sprintf("%s%s%s\n\n  Local  (127.0.0.1)    : %s\n", strings.Repeat("-", pad), title, strings.Repeat("-", pad), line)
+}
+
+func runState(e *Env, a *args) int {
+	c := e.daemon()
+	ctx := context.Background()
+	name, _ := e.module(a)
+	if a.get("-m") == "" && !a.has("-v") && !a.has("-lq") {
+		name = ""
+	}
+	if name == "" {
+		var infos []daemon.ModuleInfo
+		if err := c.do(ctx, http.MethodGet, "/v1/modules", nil, &infos); err != nil {
+			return e.fail(err)
+		}
+		for _, i := range infos {
+			if !i.Configured {
+				e.printf("%s", stateBlock(i.Name, "NOT CONFIGURED"))
+				continue
+			}
+			avail := "Unavailable"
+			if i.Ready == "Ready" && (i.State == "ALONE" || i.State == "PRIM" || i.State == "UP") {
+				avail = "Available"
+			}
+			e.printf("%s", stateBlock(i.Name, fmt.Sprintf("%s (Service : %s)(%s)", i.State, avail, i.Ready)))
+		}
+		return ExitOK
+	}
+	var s module.Snapshot
+	if err := c.do(ctx, http.MethodGet, "/v1/modules/"+name+"/state", nil, &s); err != nil {
+		return e.fail(err)
+	}
+	if a.has("-lq") {
+		e.printf("%s %s\n", s.State, s.Ready)
+		return stateCode(string(s.State))
+	}
+	e.printf("%s", stateBlock(name, fmt.Sprintf("%s (Service : %s)(%s)", s.State, service(s), s.Ready)))
+	if a.has("-v") {
+		e.printf("\nResources:\n")
+		for _, r := range s.Resources {
+			e.printf("  %-36s %s\n", r[0], r[1])
+		}
+		e.runInfoScript(name, "state")
+	}
+	return ExitOK
+}
+
+// runInfoScript runs the module's state or level script, when it has one,
+// and prints its output.
+func (e *Env) runInfoScript(name, script string) {
+	mod := e.Roots.Module(name)
+	path := filepath.Join(mod.UserBin(), script)
+	if _, err := os.Stat(path); err != nil {
+		return
+	}
+	cfg := readConfig(filepath.Join(mod.UserConf(), "userconfig.xml"))
+	if cfg == nil || cfg.User == nil {
+		return
+	}
+	res := scripts.Run(context.Background(), scripts.Spec{Script: script, Path: path,
+		Env: scripts.Environ(mod, cfg.User.Vars, scripts.DaemonEnviron()), Dir: mod.UserBin(), ShAsBash: true,
+		Timeout: cfg.User.ForceStopTimeout.D()})
+	e.printf("\n%s", res.Tail)
+	if !res.OK() {
+		fmt.Fprintf(e.Stderr, "Error: script %s of module %s: %s\n", script, name, res.Describe())
+	}
+}
+
+// runWait follows the module's state until the awaited one.
+func runWait(e *Env, a *args) int {
+	name, err := e.module(a)
+	if err != nil {
+		return e.usage(commands[a.cmd], "%v", err)
+	}
+	want := ""
+	if a.cmd == "waitstate" {
+		if len(a.pos) != 1 {
+			return e.usage(commands[a.cmd], "waitstate needs the state to wait for")
+		}
+		want = strings.ToUpper(a.pos[0])
+		if stateCode(want) == ExitFailure {
+			return e.usage(commands[a.cmd], "unknown state %q", a.pos[0])
+		}
+	}
+	code := ExitFailure
+	err = e.daemon().stream(context.Background(), "/v1/modules/"+name+"/events", func(raw json.RawMessage) bool {
+		var s module.Snapshot
+		if json.Unmarshal(raw, &s) != nil || s.Busy || s.Ready == "Transient" {
+			return true
+		}
+		switch a.cmd {
+		case "waitstop":
+			if s.State == "STOP" {
+				code = ExitOK
+				return false
+			}
+		case "waitstart":
+			switch {
+			case s.State == "STOP":
+				fmt.Fprintf(e.Stderr, "Error: module %s is stopped\n", name)
+				return false
+			case s.Ready == "Ready":
+				code = ExitOK
+				return false
+			}
+		case "waitstate":
+			if string(s.State) == want {
+				code = ExitOK
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return e.fail(err)
+	}
+	return code
+}

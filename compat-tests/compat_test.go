@@ -1,0 +1,182 @@
+// Package compattests runs the safekit command line as a user does, on the
+// published modules of the compat corpus: testscript scenarios in
+// testdata/*.txtar, each on a fresh node (its own SAFE and SAFEVAR under
+// $WORK), with the real safekit and safekitd binaries built once.
+package compattests
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/safekit-oss/safekit/internal/testenv"
+)
+
+// binDir holds the binaries built for the scenarios.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "safekit-compat-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	for _, c := range []string{"safekit", "safekitd"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, c), "./cmd/"+c)
+		cmd.Dir = testenv.RepoRoot()
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n", c, err)
+			os.Exit(1)
+		}
+	}
+	cmd := exec.Command("go", "run", "./internal/tools/mksafe", "-src", "modules/templates", "-out", filepath.Join(dir, "templates"))
+	cmd.Dir = testenv.RepoRoot()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "packing the templates: %v\n", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestScripts(t *testing.T) {
+	corpus := testenv.CorpusDir(t)
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata",
+		RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			work := e.WorkDir
+			e.Setenv("PATH", binDir+string(os.PathListSeparator)+e.Getenv("PATH"))
+			e.Setenv("SAFE", filepath.Join(work, "opt"))
+			e.Setenv("SAFEVAR", filepath.Join(work, "var"))
+			e.Setenv("CORPUS", corpus)
+			e.Setenv("TEMPLATES", filepath.Join(binDir, "templates"))
+			e.Setenv("HOME", work)
+			stubs := filepath.Join(work, "stubs")
+			if err := writeStubs(stubs); err != nil {
+				return err
+			}
+			e.Setenv("PATH", stubs+string(os.PathListSeparator)+e.Getenv("PATH"))
+			e.Setenv("STUBSTATE", filepath.Join(work, "stubstate"))
+			// Each scenario gets its own web port so that scenarios may run
+			// in parallel.
+			e.Setenv("WEBPORT", fmt.Sprint(freePort(t)))
+			return nil
+		},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "root":
+				return os.Geteuid() == 0, nil
+			case "bash":
+				_, err := exec.LookPath("bash")
+				return err == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitfor":    cmdWaitFor,
+			"sigkill":    cmdSigkill,
+			"edit":       cmdEdit,
+			"grepcount":  cmdGrepCount,
+			"daemon":     cmdDaemon,
+			"pack":       cmdPack,
+			"killmodule": cmdKillModule,
+			"gone":       cmdGone,
+		},
+	})
+}
+
+// waitfor [-t seconds] file pattern: wait until file exists and contains
+// pattern (a plain substring).
+func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
+	timeout := 60 * time.Second
+	if len(args) > 2 && args[0] == "-t" {
+		d, err := time.ParseDuration(args[1] + "s")
+		ts.Check(err)
+		timeout, args = d, args[2:]
+	}
+	if len(args) != 2 {
+		ts.Fatalf("usage: waitfor [-t seconds] file substring")
+	}
+	path := ts.MkAbs(args[0])
+	deadline := time.Now().Add(timeout)
+	for {
+		data, err := os.ReadFile(path)
+		found := err == nil && strings.Contains(string(data), args[1])
+		if found != neg {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("after %s, %s does not contain %q:\n%s", timeout, args[0], args[1], data)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// sigkill pidfile: SIGKILL the process whose pid is in pidfile.
+func cmdSigkill(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: sigkill pidfile")
+	}
+	data, err := os.ReadFile(ts.MkAbs(args[0]))
+	ts.Check(err)
+	var pid int
+	_, err = fmt.Sscan(string(data), &pid)
+	ts.Check(err)
+	ts.Check(syscall.Kill(pid, syscall.SIGKILL))
+	// Wait until it is gone, so that the next command sees a dead process.
+	for i := 0; i < 200; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// edit file old new: replace the first occurrence of old by new in file.
+func cmdEdit(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: edit file old new")
+	}
+	path := ts.MkAbs(args[0])
+	data, err := os.ReadFile(path)
+	ts.Check(err)
+	if !strings.Contains(string(data), args[1]) {
+		ts.Fatalf("%s does not contain %q", args[0], args[1])
+	}
+	ts.Check(os.WriteFile(path, []byte(strings.Replace(string(data), args[1], args[2], 1)), 0o644))
+}
+
+// grepcount n file substring: file contains substring exactly n times.
+func cmdGrepCount(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: grepcount n file substring")
+	}
+	data, err := os.ReadFile(ts.MkAbs(args[1]))
+	ts.Check(err)
+	n := strings.Count(string(data), args[2])
+	if fmt.Sprint(n) != args[0] {
+		ts.Fatalf("%s contains %q %d times, not %s", args[1], args[2], n, args[0])
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
