@@ -5,6 +5,7 @@
 package compattests
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -23,7 +24,15 @@ import (
 // binDir holds the binaries built for the scenarios.
 var binDir string
 
+// privateDirs are the system directories that module scripts may write
+// to; in the private mount namespace of the tests they are empty tmpfs, so
+// that scenarios never change the machine.
+var privateDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/var/lib/libvirt"}
+
 func TestMain(m *testing.M) {
+	if reexecInMountNamespace() {
+		return
+	}
 	dir, err := os.MkdirTemp("", "safekit-compat-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -49,6 +58,42 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// reexecInMountNamespace runs the tests again in a private mount namespace
+// (as root, with unshare), with tmpfs over privateDirs. It returns true in
+// the parent, which has then exited with the child's status. Without root
+// the tests run here, and the scenarios that need the namespace skip (or
+// fail in CI).
+func reexecInMountNamespace() bool {
+	if os.Getenv("SAFEKIT_MNTNS") != "" {
+		for _, d := range privateDirs {
+			// Only existing directories: creating a mount point would
+			// change the machine.
+			if st, err := os.Stat(d); err == nil && st.IsDir() {
+				_ = syscall.Mount("tmpfs", d, "tmpfs", 0, "mode=0755")
+			}
+		}
+		return false
+	}
+	unshare, err := exec.LookPath("unshare")
+	if os.Geteuid() != 0 || err != nil {
+		return false
+	}
+	args := append([]string{"--mount", "--propagation", "private", os.Args[0]}, os.Args[1:]...)
+	cmd := exec.Command(unshare, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), "SAFEKIT_MNTNS=1")
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "unshare:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+	return true
 }
 
 func TestScripts(t *testing.T) {
@@ -79,6 +124,8 @@ func TestScripts(t *testing.T) {
 			switch cond {
 			case "root":
 				return os.Geteuid() == 0, nil
+			case "mntns":
+				return os.Getenv("SAFEKIT_MNTNS") != "", nil
 			case "bash":
 				_, err := exec.LookPath("bash")
 				return err == nil, nil
