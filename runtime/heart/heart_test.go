@@ -38,7 +38,7 @@ type status struct {
 	s  Status
 }
 
-func (s *status) get() Status { s.mu.Lock(); defer s.mu.Unlock(); return s.s }
+func (s *status) get() Status  { s.mu.Lock(); defer s.mu.Unlock(); return s.s }
 func (s *status) set(x Status) { s.mu.Lock(); s.s = x; s.mu.Unlock() }
 
 func freeUDPPort(t *testing.T) int {
