@@ -69,6 +69,7 @@ func moduleMain(args []string) int {
 	boot := fs.Bool("boot", false, "apply the boot setting after recovery")
 	shAsBash := fs.Bool("sh-as-bash", true, "run #!/bin/sh scripts with bash")
 	syslog := fs.Bool("syslog", false, "send main messages to syslog")
+	node := fs.String("node", "", "this node's name in cluster.xml (default: found from its addresses)")
 	_ = fs.Parse(args)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -83,7 +84,7 @@ func moduleMain(args []string) int {
 			}
 		}
 	}()
-	if err := module.Main(ctx, module.Options{Roots: layout.FromEnv(), Name: *name, Boot: *boot, ShAsBash: *shAsBash, Syslog: *syslog}); err != nil {
+	if err := module.Main(ctx, module.Options{Roots: layout.FromEnv(), Name: *name, Boot: *boot, ShAsBash: *shAsBash, Syslog: *syslog, Node: *node}); err != nil {
 		fmt.Fprintf(os.Stderr, "module %s: %v\n", *name, err)
 		return 1
 	}

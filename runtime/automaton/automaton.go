@@ -51,6 +51,37 @@ type Module struct {
 	// waitRule names the rule that holds the module in WAIT NotReady.
 	waitRule string
 
+	// The peer of a mirror, as its heartbeats describe it.
+	peer      PeerStatus
+	peerAlive bool
+	links     map[string]bool
+	// forceSecond: the start was asked by `safekit second`.
+	forceSecond bool
+	// swapSeq numbers our swap requests; swapReq is the one pending (sent
+	// in heartbeats, 0 when none); peerSwap is the last request of the
+	// peer this node acted on.
+	swapSeq, swapReq, peerSwap uint64
+	// stopping: a stop transition is in progress (the peer must not take
+	// over before the forced stop scripts ran).
+	stopping bool
+	// swapping: we left PRIM for a swap and wait for the peer to take over.
+	swapping bool
+	// failoverHold: failover="off" stopped the secondary; only prim (or a
+	// primary peer) releases it.
+	failoverHold bool
+	// resyncing: the Resync resyncID is in progress.
+	resyncing bool
+	resyncID  int
+	// witnessFor is the action waiting for a witness answer ("" none).
+	witnessFor string
+	// splitNoted: the split-brain decision to stay alone was logged.
+	splitNoted bool
+	// defaultPrimDone: the automatic swap of defaultprim ran for this join.
+	defaultPrimDone bool
+	// fullSyncPeer: `prim fullsync` asks the next secondary for a full
+	// resynchronisation.
+	fullSyncPeer bool
+
 	now time.Time
 	out []Action
 }
@@ -74,7 +105,7 @@ type step struct {
 // of its previous runs.
 func New(cfg Config, p Persisted) *Module {
 	p.State = Stop
-	return &Module{cfg: cfg, p: p, state: Stop, ready: NotReady,
+	return &Module{cfg: cfg, p: p, state: Stop, ready: NotReady, links: map[string]bool{},
 		resources: map[string]*resource{}, windows: map[string]bool{}, checkersOn: map[string]bool{}}
 }
 
@@ -110,6 +141,14 @@ func (m *Module) Step(now time.Time, ev Event) ([]Action, error) {
 		m.tick()
 	case Recover:
 		m.recover(e.From)
+	case Peer:
+		m.peerChanged(e)
+	case HeartbeatLink:
+		m.link(e)
+	case ResyncDone:
+		m.resyncDone(e)
+	case WitnessResult:
+		m.witness(e.Reachable)
 	}
 	m.run()
 	return m.out, err
@@ -163,6 +202,12 @@ func (m *Module) run() {
 			m.logf("heart", "E", "Action %s called by %s not applied: %v", c.Action, c.By, err)
 		}
 		m.run()
+		return
+	}
+	if m.running == 0 && len(m.plan) == 0 && m.cfg.Mode == Mirror {
+		if m.settle() {
+			m.run()
+		}
 	}
 }
 
@@ -291,7 +336,7 @@ func (m *Module) forcedStopSteps(action string) []step {
 		m.script("transition", m.cfg.ForceStopTimeout, string(Wait), string(Stop), action),
 		do(func() {
 			m.emit(CancelTimer{Name: TimerHeartbeat})
-			m.hbExpired, m.hbArmed, m.forcePrim, m.waitRule = false, false, false, ""
+			m.hbExpired, m.hbArmed, m.forcePrim, m.waitRule, m.stopping = false, false, false, "", false
 			m.setState(Stop, NotReady)
 		}))
 	return steps
@@ -347,6 +392,15 @@ func (m *Module) Resources() [][2]string {
 	}
 	if m.cfg.HasRFS {
 		all["rfs.uptodate"] = upDown(m.p.UpToDate)
+	}
+	if m.cfg.Mode == Mirror {
+		all["state.remote"] = "UNKNOWN"
+		if m.peerAlive {
+			all["state.remote"] = string(m.peer.State)
+		}
+		for id, up := range m.links {
+			all["heartbeat."+id] = upDown(up)
+		}
 	}
 	for _, c := range m.cfg.Checkers {
 		all[c.Resource()] = "init"

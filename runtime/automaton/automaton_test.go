@@ -13,7 +13,8 @@ import (
 // The scenarios in testdata/ drive one module automaton. Directives:
 //
 //	new mode=mirror|farm|light [rfs] [nouser] [uptodate] [scripts=a,b] [checker=class.ident/when/action]
-//	    [maxloop=n] [loop=24h] [hb=30s] [handle=15s] [period=5s]
+//	    [maxloop=n] [loop=24h] [hb=30s] [handle=15s] [period=5s] [node=node1] [peernode=node2]
+//	    [defaultprim=X] [nofailover] [witness]
 //	cmd <action> [id=identity] [by=who]   a safekit command
 //	done [exit=n] [timeout] [err=msg]     the running script ends
 //	finish                                 every script ends with 0 until none runs
@@ -23,6 +24,11 @@ import (
 //	setting <name> on|off
 //	loop incloop|resetloop id=identity
 //	recover <state>                        first event after a crash in <state>
+//	peer lost | peer <STATE> [ready=R] [uptodate] [lastprim] [cause=C] [swap=N] [swapping] [stopping] [reintegrating] [fullsync]
+//	link <ident> up|down                   one heartbeat
+//	resync ok|fail [err=msg]               end of a resynchronisation
+//	witness reachable|unreachable          answer of the split-brain witness
+//	status                                 what the heartbeats send
 //	state | resources | persisted
 //
 // Each prints the actions of the automaton, one per line; a refused command
@@ -43,6 +49,7 @@ type harness struct {
 	now     time.Time
 	running *RunScript
 	timers  map[string]time.Time
+	resync  int
 }
 
 var allScripts = "prestart,poststop,transition,start_prim,stop_prim,start_both,stop_both,start_second,stop_second,start_sec,stop_sec"
@@ -54,6 +61,9 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 		return "ok"
 	case "cmd":
 		c := Command{Action: d.CmdArgs[0].Key}
+		if len(d.CmdArgs) > 1 && d.CmdArgs[1].Vals == nil {
+			c.Arg = d.CmdArgs[1].Key
+		}
 		d.MaybeScanArgs(t, "id", &c.Identity)
 		d.MaybeScanArgs(t, "by", &c.By)
 		return h.step(Command(c))
@@ -89,6 +99,32 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 	case "tick":
 		out := h.advance(h.cfg.Period)
 		return out + h.step(Tick{})
+	case "peer":
+		// peer lost | peer <STATE> [ready=..] [uptodate] [lastprim] [cause=..] [swap=n] [swapping] [stopping] [reintegrating] [fullsync]
+		if d.CmdArgs[0].Key == "lost" {
+			return h.step(Peer{Alive: false})
+		}
+		ps := PeerStatus{State: State(d.CmdArgs[0].Key), Ready: Ready, UpToDate: d.HasArg("uptodate"), LastPrim: d.HasArg("lastprim"),
+			Swapping: d.HasArg("swapping"), Stopping: d.HasArg("stopping"), Reintegrating: d.HasArg("reintegrating"), FullSync: d.HasArg("fullsync")}
+		var ready string
+		if d.MaybeScanArgs(t, "ready", &ready) {
+			ps.Ready = Readiness(ready)
+		}
+		d.MaybeScanArgs(t, "cause", &ps.AloneCause)
+		d.MaybeScanArgs(t, "swap", &ps.Swap)
+		return h.step(Peer{Alive: true, Status: ps})
+	case "link":
+		return h.step(HeartbeatLink{Ident: d.CmdArgs[0].Key, Up: d.CmdArgs[1].Key == "up"})
+	case "resync":
+		e := ResyncDone{ID: h.resync, OK: d.CmdArgs[0].Key == "ok"}
+		d.MaybeScanArgs(t, "err", &e.Err)
+		return h.step(e)
+	case "witness":
+		return h.step(WitnessResult{Reachable: d.CmdArgs[0].Key == "reachable"})
+	case "status":
+		st := h.m.Status()
+		return fmt.Sprintf("%s %s uptodate=%v lastprim=%v cause=%q swap=%d swapping=%v reintegrating=%v fullsync=%v\n",
+			st.State, st.Ready, st.UpToDate, st.LastPrim, st.AloneCause, st.Swap, st.Swapping, st.Reintegrating, st.FullSync)
 	case "recover":
 		return h.step(Recover{From: State(d.CmdArgs[0].Key)})
 	case "setting":
@@ -134,6 +170,12 @@ func (h *harness) newModule(t *testing.T, d *datadriven.TestData) {
 		cfg.Scripts[s] = true
 	}
 	cfg.HasRFS = d.HasArg("rfs")
+	cfg.Node, cfg.PeerNode, cfg.Failover = "node1", "node2", true
+	d.MaybeScanArgs(t, "node", &cfg.Node)
+	d.MaybeScanArgs(t, "peernode", &cfg.PeerNode)
+	d.MaybeScanArgs(t, "defaultprim", &cfg.DefaultPrim)
+	cfg.Failover = !d.HasArg("nofailover")
+	cfg.Witness = d.HasArg("witness")
 	cfg.HasUser = !d.HasArg("nouser")
 	d.MaybeScanArgs(t, "maxloop", &cfg.MaxLoop)
 	for key, dst := range map[string]*time.Duration{"loop": &cfg.LoopInterval, "hb": &cfg.HeartbeatTimeout, "handle": &cfg.HandleTime, "period": &cfg.Period} {
@@ -224,6 +266,13 @@ func (h *harness) step(ev Event) string {
 			}
 			delete(h.timers, a.Name)
 		case Save:
+		case Resync:
+			h.resync = a.ID
+			fmt.Fprintf(&b, "resync full=%v\n", a.Full)
+		case CancelResync:
+			b.WriteString("resync cancelled\n")
+		case CheckWitness:
+			b.WriteString("check witness\n")
 		default:
 			fmt.Fprintf(&b, "%T %+v\n", a, a)
 		}

@@ -42,7 +42,7 @@ func (m *Module) command(c Command) error {
 		m.p.LoopCount = 0
 		m.save()
 	}
-	if running := c.Action == "start" || c.Action == "prim" || c.Action == "second"; running || c.Action == "stop" || c.Action == "forcestop" {
+	if running := c.Action == "start" || c.Action == "prim" || c.Action == "primforce" || c.Action == "second"; running || c.Action == "stop" || c.Action == "forcestop" {
 		if m.p.Running != running {
 			m.p.Running = running
 			m.save()
@@ -83,27 +83,42 @@ func (m *Module) check(c Command) error {
 		if m.state == Stop && !busy {
 			return refusedf("module %s is stopped: use safekit start", mod)
 		}
-	case "prim":
+	case "prim", "primforce":
 		if m.cfg.Mode != Mirror {
-			return refusedf("prim applies to mirror modules; %s is a %s module", mod, m.cfg.Mode)
+			return refusedf("%s applies to mirror modules; %s is a %s module", c.Action, mod, m.cfg.Mode)
 		}
 		if m.state == Alone || m.state == Prim {
 			return refusedf("module %s is already primary (%s %s)", mod, m.state, m.ready)
 		}
 		if busy || (m.state != Stop && m.state != Wait) {
-			return refusedf("module %s is %s %s: stop it, then run safekit prim", mod, m.state, m.ready)
+			return refusedf("module %s is %s %s: stop it, then run safekit %s", mod, m.state, m.ready, c.Action)
+		}
+		if m.peerPrimary() {
+			return refusedf("module %s cannot start as primary: %s is already primary (%s %s); use safekit second, or stop it there first", mod, m.peerName(), m.peer.State, m.peer.Ready)
+		}
+		if c.Action == "prim" && m.cfg.HasRFS && m.p.Reintegrating {
+			m.logf("rfsplug", "E", "Data may be inconsistent for replicated directories (stopped during reintegration)")
+			m.logf("rfsplug", "E", "If you are sure that this server has valid data, run safekit primforce to force start as primary")
+			m.logf("heart", "E", "Requested prim start aborted")
+			return refusedf("module %s: data may be inconsistent for replicated directories (stopped during reintegration); if you are sure that this server has valid data, run safekit primforce -m %s", mod, mod)
 		}
 	case "second":
 		if m.cfg.Mode != Mirror {
 			return refusedf("second applies to mirror modules; %s is a %s module", mod, m.cfg.Mode)
 		}
-		return refusedf("cannot start module %s as secondary: the other node is not primary", mod)
+		if busy || (m.state != Stop && m.state != Wait) {
+			return refusedf("module %s is %s %s: stop it, then run safekit second", mod, m.state, m.ready)
+		}
+		if !m.peerPrimary() {
+			return refusedf("cannot start module %s as secondary: the other node is not primary", mod)
+		}
 	case "swap":
 		if m.cfg.Mode != Mirror {
 			return refusedf("swap applies to mirror modules; %s is a %s module", mod, m.cfg.Mode)
 		}
-		if m.state != Prim && m.state != Second {
-			return refusedf("swap needs module %s PRIM or SECOND; it is %s %s", mod, m.state, m.ready)
+		pairOK := m.peerAlive && ((m.state == Prim && m.peer.State == Second) || (m.state == Second && m.peer.State == Prim)) && m.peer.Ready == Ready
+		if busy || m.ready != Ready || !pairOK {
+			return refusedf("swap needs module %s PRIM or SECOND with its peer SECOND or PRIM, both Ready; it is %s %s", mod, m.state, m.ready)
 		}
 	default:
 		return refusedf("unknown action %q", c.Action)
@@ -125,7 +140,11 @@ func (m *Module) execute(c Command) error {
 			return refusedf("module %s is already started (%s %s)", m.cfg.Module, m.state, m.ready)
 		}
 		m.start("start")
-	case "prim":
+	case "prim", "primforce":
+		if c.Arg == "fullsync" || c.Action == "primforce" {
+			m.fullSyncPeer = true
+		}
+		m.failoverHold = false
 		switch m.state {
 		case Stop:
 			m.forcePrim = true
@@ -136,6 +155,30 @@ func (m *Module) execute(c Command) error {
 			m.decide()
 		default:
 			return refusedf("module %s is already %s", m.cfg.Module, m.state)
+		}
+	case "second":
+		if c.Arg == "fullsync" {
+			m.p.FullSync = true
+			m.save()
+		}
+		m.failoverHold = false
+		switch m.state {
+		case Stop:
+			m.forceSecond = true
+			m.start("start")
+		case Wait:
+			m.forceSecond = true
+			m.waitRule = ""
+			m.decide()
+		}
+	case "swap":
+		switch m.state {
+		case Prim:
+			m.swapOut()
+		case Second:
+			// The primary does the swap when it sees the request.
+			m.swapSeq++
+			m.swapReq = m.swapSeq
 		}
 	case "stop", "shutdown":
 		if m.state == Stop {
@@ -197,28 +240,7 @@ func (m *Module) decide() {
 		m.enter(Up, "start")
 		return
 	}
-	switch {
-	case m.forcePrim:
-		m.forcePrim = false
-		m.p.UpToDate = true
-		m.enter(Alone, "start")
-	case !m.hbExpired:
-		// Wait for the peer's heartbeats; without any within the timeout,
-		// the peer is considered down.
-		m.setState(Wait, Transient)
-		if !m.hbArmed {
-			m.hbArmed = true
-			m.emit(SetTimer{Name: TimerHeartbeat, After: m.cfg.HeartbeatTimeout})
-		}
-	case !m.cfg.HasRFS || m.p.UpToDate:
-		m.logf("heart", "E", "Action alone called by heart: no heartbeat")
-		m.enter(Alone, "start")
-	default:
-		m.setState(Wait, NotReady)
-		m.logf("rfsplug", "E", MsgNotUpToDate)
-		m.logf("rfsplug", "E", MsgRunPrim)
-		m.logf("heart", "E", "Action wait from failover rule notuptodate_server")
-	}
+	m.decideMirror()
 }
 
 // enter takes a module from WAIT to role s (ALONE, PRIM, SECOND, UP).
@@ -244,6 +266,25 @@ func (m *Module) enter(s State, action string) {
 // stop: role -> WAIT -> STOP.
 func (m *Module) stop(action string) {
 	from := m.state
+	m.forcePrim, m.forceSecond, m.swapping, m.swapReq, m.stopping = false, false, false, 0, true
+	if m.resyncing {
+		m.resyncing = false
+		m.emit(CancelResync{ID: m.resyncID})
+	}
+	if action != "stopstart" || m.failoverHold {
+		// A stopstart of failover-off keeps the hold for the restart.
+		m.failoverHold = m.failoverHold && action == "stopstart"
+	}
+	switch {
+	case from == Second && m.peerAlive && (m.peer.State == Prim || m.peer.State == Alone):
+		// The primary goes on writing without this node.
+		m.p.UpToDate = false
+		m.save()
+	case from == Prim && m.peerAlive && m.peer.State == Second && m.peer.Ready == Ready:
+		// The secondary takes over and writes without this node.
+		m.p.UpToDate = false
+		m.save()
+	}
 	m.emit(CancelTimer{Name: TimerHeartbeat})
 	if from != Wait {
 		m.setState(from, Transient)
@@ -264,6 +305,12 @@ func (m *Module) recover(from State) {
 		return
 	}
 	m.logf("heart", "E", "Module was %s when its process ended abnormally: stopping the application with the stop scripts (force)", from)
+	if from == Prim || from == Second {
+		// The peer probably went on alone: this copy is no longer the
+		// reference.
+		m.p.UpToDate = false
+	}
+	m.stopping = true
 	m.setState(Wait, Transient)
 	steps := m.forcedStopSteps("stop")
 	for i := range steps {
@@ -282,6 +329,11 @@ func (m *Module) forcestop() {
 		m.running, m.runningScript = 0, ""
 	}
 	m.plan, m.pending = nil, nil
+	m.swapping, m.swapReq, m.stopping = false, 0, true
+	if m.resyncing {
+		m.resyncing = false
+		m.emit(CancelResync{ID: m.resyncID})
+	}
 	m.emit(CancelTimer{Name: TimerHeartbeat})
 	m.setState(Wait, Transient)
 	m.plan = append(m.plan, m.forcedStopSteps("stop")...)
@@ -407,6 +459,10 @@ func (m *Module) reconsider() {
 // and the implicit wakeup of a module held in WAIT.
 func (m *Module) tick() {
 	if m.Busy() || m.pending != nil {
+		return
+	}
+	if m.state == Wait && m.waitRule == "splitbrain_failure" && !m.peerAlive {
+		m.emit(CheckWitness{})
 		return
 	}
 	if m.state == Wait {

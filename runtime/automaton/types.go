@@ -72,6 +72,17 @@ type Config struct {
 	LoopInterval time.Duration
 	// Period of the failover rules and HandleTime an action must hold.
 	Period, HandleTime time.Duration
+
+	// Node and PeerNode name this node and the other node of a mirror.
+	Node, PeerNode string
+	// Failover: <service failover>; off keeps the secondary in WAIT when
+	// the primary fails.
+	Failover bool
+	// DefaultPrim: alone, lastprim or a node name (<service defaultprim>).
+	DefaultPrim string
+	// Witness: a <splitbrain> checker decides whether a node that lost its
+	// peer may go ALONE.
+	Witness bool
 }
 
 // Checker is a checker the automaton starts and stops with the module and
@@ -111,6 +122,15 @@ type Persisted struct {
 	Checker  bool `json:"checker"`
 	Errd     bool `json:"errd"`
 	Failover bool `json:"failover"`
+	// AloneCause records how the module became ALONE: "failover" (it was
+	// secondary), "prim" (it was primary and lost its secondary), "start".
+	// Split-brain recovery sacrifices the former secondary.
+	AloneCause string `json:"alone_cause,omitempty"`
+	// Reintegrating: a resynchronisation as secondary was started and not
+	// finished; such data may be inconsistent.
+	Reintegrating bool `json:"reintegrating,omitempty"`
+	// FullSync: the next resynchronisation copies everything.
+	FullSync bool `json:"fullsync,omitempty"`
 	// LoopCount actions counted since LoopStart (maxloop).
 	LoopCount int       `json:"loop_count"`
 	LoopStart time.Time `json:"loop_start"`
@@ -126,7 +146,9 @@ type Event interface{ event() }
 
 // Command is an administrator or detector command (safekit start, stop...).
 type Command struct {
-	Action string // start, stop, restart, stopstart, forcestop, prim, second, swap, shutdown
+	Action string // start, stop, restart, stopstart, forcestop, prim, primforce, second, swap, shutdown
+	// Arg is fullsync (prim, second) or nosync (swap).
+	Arg string
 	// Identity is the -i value: set by scripts, checkers and failover rules;
 	// such commands count toward maxloop. Empty for administrators.
 	Identity string
@@ -177,20 +199,68 @@ type Recover struct {
 	From State
 }
 
+// PeerStatus is the peer's module as its heartbeats describe it.
+type PeerStatus struct {
+	State         State
+	Ready         Readiness
+	UpToDate      bool
+	LastPrim      bool
+	AloneCause    string
+	Swap          uint64 // a new value asks this node (primary) to swap
+	Swapping      bool   // the peer leaves PRIM for a swap: take over
+	Stopping      bool   // the peer is in a stop transition
+	Reintegrating bool
+	// FullSync: the peer (primary) asks for a full resynchronisation
+	// (safekit prim fullsync).
+	FullSync bool
+}
+
+// Peer reports a change seen through the heartbeats: the peer's status, or
+// its loss (Alive false: every heartbeat is down).
+type Peer struct {
+	Alive  bool
+	Status PeerStatus
+	// Name of the peer node, when the heartbeats tell it.
+	Name string
+}
+
+// HeartbeatLink reports one heartbeat up or down (resource
+// heartbeat.<ident>). Losing some heartbeats is logged; losing all is a
+// Peer{Alive: false}.
+type HeartbeatLink struct {
+	Ident string
+	Up    bool
+}
+
+// ResyncDone reports the end of the resynchronisation of a secondary.
+type ResyncDone struct {
+	ID  int
+	OK  bool
+	Err string
+}
+
+// WitnessResult answers CheckWitness: whether a split-brain witness
+// answered.
+type WitnessResult struct{ Reachable bool }
+
 // TimerExpired reports the end of a SetTimer.
 type TimerExpired struct{ Name string }
 
 // Tick is sent every Period: it evaluates the failover rules.
 type Tick struct{}
 
-func (Command) event()      {}
-func (ScriptDone) event()   {}
-func (SetResource) event()  {}
-func (Setting) event()      {}
-func (Loop) event()         {}
-func (TimerExpired) event() {}
-func (Recover) event()      {}
-func (Tick) event()         {}
+func (Command) event()       {}
+func (ScriptDone) event()    {}
+func (SetResource) event()   {}
+func (Setting) event()       {}
+func (Loop) event()          {}
+func (TimerExpired) event()  {}
+func (Recover) event()       {}
+func (Peer) event()          {}
+func (HeartbeatLink) event() {}
+func (ResyncDone) event()    {}
+func (WitnessResult) event() {}
+func (Tick) event()          {}
 
 // Action is an output of the automaton, executed by the driver.
 type Action interface{ action() }
@@ -237,6 +307,20 @@ type SetTimer struct {
 // CancelTimer cancels a timer.
 type CancelTimer struct{ Name string }
 
+// Resync starts the resynchronisation of this node as secondary (Full:
+// copy everything); the driver answers with ResyncDone.
+type Resync struct {
+	ID   int
+	Full bool
+}
+
+// CancelResync stops the resynchronisation in progress (the module stops).
+type CancelResync struct{ ID int }
+
+// CheckWitness asks whether a split-brain witness answers; the driver
+// answers with WitnessResult.
+type CheckWitness struct{}
+
 // Save asks the driver to persist the record.
 type Save struct{ Persisted Persisted }
 
@@ -249,6 +333,9 @@ func (Log) action()          {}
 func (SetTimer) action()     {}
 func (CancelTimer) action()  {}
 func (Save) action()         {}
+func (Resync) action()       {}
+func (CancelResync) action() {}
+func (CheckWitness) action() {}
 
 // Refused is the error of a command that cannot run in the current state.
 type Refused struct{ Msg string }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -33,6 +34,11 @@ type Status struct {
 	Swap uint64 `json:"swap,omitempty"`
 	// Reintegrating: the sender resynchronises as secondary.
 	Reintegrating bool `json:"reintegrating,omitempty"`
+	// Swapping: the sender left PRIM for a swap; Stopping: it is in a stop
+	// transition; FullSync: it asks its secondary for a full copy.
+	Swapping bool `json:"swapping,omitempty"`
+	Stopping bool `json:"stopping,omitempty"`
+	FullSync bool `json:"fullsync,omitempty"`
 }
 
 // packet is the wire form (JSON, then the HMAC when keyed).
@@ -54,22 +60,23 @@ const magic = "SKHB1"
 const MaxSkew = 2 * time.Minute
 
 // Link is one <heartbeat>: the lan, this node's address on it and the
-// peer's.
+// addresses of the nodes that may be the peer. A mirror module runs on two
+// nodes; when the cluster has more, its peer is the node that answers for
+// this module, and the link then keeps to it.
 type Link struct {
 	Ident     string
 	LocalAddr string
-	PeerAddr  string
+	PeerAddrs []string
 	Pulse     time.Duration
 	Timeout   time.Duration
 }
 
 // Config of the heartbeats of a module.
 type Config struct {
-	Module   int    // module id: packets of other modules are dropped
-	Port     int    // UDP port, 8888+(id-1) by default
-	Node     string // this node's name
-	PeerNode string
-	Links    []Link
+	Module int    // module id: packets of other modules are dropped
+	Port   int    // UDP port, 8888+(id-1) by default
+	Node   string // this node's name
+	Links  []Link
 	// Key authenticates packets; nil means the cluster has no key.
 	Key []byte
 }
@@ -83,6 +90,8 @@ type Event struct {
 	Status Status
 	Reason string
 	From   string
+	// Node is the peer's node name (status events).
+	Node string
 }
 
 // Heart runs the heartbeats of one module.
@@ -94,10 +103,14 @@ type Heart struct {
 	mu      sync.Mutex
 	seq     uint64
 	lastSeq uint64
-	last    map[string]time.Time // per ident: last valid packet
-	up      map[string]bool
-	peer    Status
-	dropped map[string]uint64
+	// peer is the node answering for this module, once known; peerIP its
+	// address on each lan.
+	peerNode string
+	peerIP   map[string]net.IP
+	last     map[string]time.Time // per ident: last valid packet
+	up       map[string]bool
+	peer     Status
+	dropped  map[string]uint64
 
 	conns []*net.UDPConn
 	kick  chan struct{}
@@ -109,7 +122,7 @@ type Heart struct {
 // local is called for the status to send; events receives what happens
 // (the caller must read it).
 func Start(cfg Config, local func() Status, events chan<- Event) (*Heart, error) {
-	h := &Heart{cfg: cfg, local: local, events: events, seq: uint64(time.Now().UnixNano()),
+	h := &Heart{cfg: cfg, local: local, events: events, seq: uint64(time.Now().UnixNano()), peerIP: map[string]net.IP{},
 		last: map[string]time.Time{}, up: map[string]bool{}, dropped: map[string]uint64{},
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	for _, l := range cfg.Links {
@@ -219,10 +232,14 @@ func decode(b []byte, key []byte) (*packet, error) {
 
 func (h *Heart) send(c *net.UDPConn, l Link) {
 	defer h.wg.Done()
-	peer, err := net.ResolveUDPAddr("udp", net.JoinHostPort(l.PeerAddr, fmt.Sprint(h.cfg.Port)))
-	if err != nil {
-		h.emit(Event{Kind: "drop", Ident: l.Ident, Reason: fmt.Sprintf("cannot resolve the peer address %q: %v", l.PeerAddr, err)})
-		return
+	var peers []*net.UDPAddr
+	for _, a := range l.PeerAddrs {
+		addr, err := net.ResolveUDPAddr("udp", net.JoinHostPort(a, fmt.Sprint(h.cfg.Port)))
+		if err != nil {
+			h.emit(Event{Kind: "drop", Ident: l.Ident, Reason: fmt.Sprintf("cannot resolve the peer address %q: %v", a, err)})
+			continue
+		}
+		peers = append(peers, addr)
 	}
 	t := time.NewTicker(l.Pulse)
 	defer t.Stop()
@@ -230,8 +247,14 @@ func (h *Heart) send(c *net.UDPConn, l Link) {
 		h.mu.Lock()
 		h.seq++
 		seq := h.seq
+		locked := h.peerIP[l.Ident]
 		h.mu.Unlock()
-		_, _ = c.WriteToUDP(Encode(h.cfg.Module, h.cfg.Node, seq, time.Now(), h.local(), h.cfg.Key), peer)
+		pkt := Encode(h.cfg.Module, h.cfg.Node, seq, time.Now(), h.local(), h.cfg.Key)
+		for _, p := range peers {
+			if locked == nil || locked.Equal(p.IP) {
+				_, _ = c.WriteToUDP(pkt, p)
+			}
+		}
 		select {
 		case <-t.C:
 		case <-h.kick:
@@ -248,7 +271,10 @@ func (h *Heart) send(c *net.UDPConn, l Link) {
 func (h *Heart) receive(c *net.UDPConn, l Link) {
 	defer h.wg.Done()
 	buf := make([]byte, 64<<10)
-	peerIPs := resolveAll(l.PeerAddr)
+	var peerIPs []net.IP
+	for _, a := range l.PeerAddrs {
+		peerIPs = append(peerIPs, resolveAll(a)...)
+	}
 	for {
 		n, from, err := c.ReadFromUDP(buf)
 		if err != nil {
@@ -265,7 +291,7 @@ func (h *Heart) receive(c *net.UDPConn, l Link) {
 		case err != nil:
 			reason = err.Error()
 		case !containsIP(peerIPs, from.IP):
-			reason = fmt.Sprintf("not from the peer's address %s on this lan", l.PeerAddr)
+			reason = fmt.Sprintf("not from a node of the cluster on this lan (%s)", strings.Join(l.PeerAddrs, ", "))
 		case p.Module != h.cfg.Module:
 			reason = fmt.Sprintf("module id %d, not %d (same port used by two modules?)", p.Module, h.cfg.Module)
 		case p.Node == h.cfg.Node:
@@ -275,10 +301,15 @@ func (h *Heart) receive(c *net.UDPConn, l Link) {
 		}
 		if reason == "" {
 			h.mu.Lock()
-			if p.Seq <= h.lastSeq {
+			switch {
+			case h.peerNode != "" && p.Node != h.peerNode:
+				reason = fmt.Sprintf("from node %s, but the peer of this module is %s", p.Node, h.peerNode)
+			case p.Seq <= h.lastSeq:
 				reason = "replayed or out-of-date sequence number"
-			} else {
+			default:
 				h.lastSeq = p.Seq
+				h.peerNode = p.Node
+				h.peerIP[l.Ident] = from.IP
 			}
 			h.mu.Unlock()
 		}
@@ -300,7 +331,7 @@ func (h *Heart) receive(c *net.UDPConn, l Link) {
 			h.emit(Event{Kind: "up", Ident: l.Ident, From: from.IP.String()})
 		}
 		if changed || !wasUp {
-			h.emit(Event{Kind: "status", Ident: l.Ident, Status: p.Status})
+			h.emit(Event{Kind: "status", Ident: l.Ident, Status: p.Status, Node: p.Node})
 		}
 	}
 }

@@ -17,15 +17,15 @@ func pair(t *testing.T, key1, key2 []byte, timeout time.Duration) (h1, h2 *Heart
 	st1 = &status{s: Status{State: "ALONE", Ready: "Ready", UpToDate: true}}
 	st2 := &status{s: Status{State: "WAIT", Ready: "Transient"}}
 	link := func(local, peer string) []Link {
-		return []Link{{Ident: "default", LocalAddr: local, PeerAddr: peer, Pulse: 20 * time.Millisecond, Timeout: timeout}}
+		return []Link{{Ident: "default", LocalAddr: local, PeerAddrs: []string{peer}, Pulse: 20 * time.Millisecond, Timeout: timeout}}
 	}
 	var err error
-	h1, err = Start(Config{Module: 1, Port: port, Node: "node1", PeerNode: "node2", Links: link("127.0.0.1", "127.0.0.2"), Key: key1}, st1.get, ev1)
+	h1, err = Start(Config{Module: 1, Port: port, Node: "node1", Links: link("127.0.0.1", "127.0.0.2"), Key: key1}, st1.get, ev1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h1.Stop)
-	h2, err = Start(Config{Module: 1, Port: port, Node: "node2", PeerNode: "node1", Links: link("127.0.0.2", "127.0.0.1"), Key: key2}, st2.get, ev2)
+	h2, err = Start(Config{Module: 1, Port: port, Node: "node2", Links: link("127.0.0.2", "127.0.0.1"), Key: key2}, st2.get, ev2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,5 +134,7 @@ func TestForgedAndReplayedDropped(t *testing.T) {
 	if _, err := c3.WriteToUDP(Encode(1, "node1", 1<<63, time.Now(), Status{}, key), to); err != nil {
 		t.Fatal(err)
 	}
-	waitEvent(t, ev2, 2*time.Second, func(e Event) bool { return e.Kind == "drop" && strings.Contains(e.Reason, "not from the peer") })
+	waitEvent(t, ev2, 2*time.Second, func(e Event) bool {
+		return e.Kind == "drop" && strings.Contains(e.Reason, "not from a node of the cluster")
+	})
 }

@@ -46,11 +46,14 @@ type Driver struct {
 	scripts  map[int]context.CancelFunc
 	checkers map[string]*checkerRun
 
-	// snap is what readers see, updated after every step.
-	mu    sync.Mutex
-	snap  Snapshot
-	subs  map[chan Snapshot]bool
-	dirty bool
+	// snap is what readers see, updated after every step; status is what
+	// the heartbeats send.
+	mu     sync.Mutex
+	snap   Snapshot
+	subs   map[chan Snapshot]bool
+	status automaton.PeerStatus
+
+	peering *peering
 }
 
 // Snapshot is the state of a module as readers see it.
@@ -73,8 +76,8 @@ type checkerRun struct {
 }
 
 // NewDriver builds the driver of module m with its active configuration.
-func NewDriver(m layout.Module, cfg *safe.Config, p automaton.Persisted, store *modlog.Store, log *logrus.Logger, shAsBash bool) *Driver {
-	acfg := AutomatonConfig(m, cfg)
+func NewDriver(m layout.Module, cfg *safe.Config, node, peer string, p automaton.Persisted, store *modlog.Store, log *logrus.Logger, shAsBash bool) *Driver {
+	acfg := AutomatonConfig(m, cfg, node, peer)
 	d := &Driver{
 		mod: m, cfg: cfg, acfg: acfg, am: automaton.New(acfg, p), store: store, log: log,
 		pg: newPGTracker(filepath.Join(m.UserVar(), "pgids")), shAsBash: shAsBash,
@@ -87,9 +90,11 @@ func NewDriver(m layout.Module, cfg *safe.Config, p automaton.Persisted, store *
 
 // AutomatonConfig derives what the automaton needs from the module
 // configuration and the scripts present in SAFEUSERBIN.
-func AutomatonConfig(m layout.Module, cfg *safe.Config) automaton.Config {
+func AutomatonConfig(m layout.Module, cfg *safe.Config, node, peer string) automaton.Config {
 	ac := automaton.Config{
-		Module: m.Name, Mode: automaton.Mode(cfg.Service.Mode), HasRFS: cfg.RFS != nil, HasUser: cfg.User != nil,
+		Node: node, PeerNode: peer, Failover: cfg.Service.Failover, DefaultPrim: cfg.Service.DefaultPrim,
+		Witness: cfg.Check.Splitbrain != nil,
+		Module:  m.Name, Mode: automaton.Mode(cfg.Service.Mode), HasRFS: cfg.RFS != nil, HasUser: cfg.User != nil,
 		Scripts: map[string]bool{}, NiceStopTimeout: 300 * time.Second, ForceStopTimeout: 300 * time.Second,
 		HeartbeatTimeout: 30 * time.Second, MaxLoop: cfg.Service.MaxLoop, LoopInterval: cfg.Service.LoopInterval.D(),
 		Period: 5 * time.Second, HandleTime: 15 * time.Second,
@@ -147,8 +152,15 @@ func (d *Driver) Subscribe() (<-chan Snapshot, func()) {
 
 func (d *Driver) updateSnapshot() {
 	s, r := d.am.State()
+	st := d.am.Status()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if st != d.status {
+		d.status = st
+		if d.peering != nil {
+			d.peering.h.Kick()
+		}
+	}
 	d.snap = Snapshot{Module: d.mod.Name, Mode: string(d.cfg.Service.Mode), State: s, Ready: r, Busy: d.am.Busy(),
 		Resources: d.am.Resources(), Persisted: d.am.Persisted(), Seq: d.snap.Seq + 1}
 	for c := range d.subs {
@@ -255,6 +267,12 @@ func (d *Driver) exec(acts []automaton.Action) {
 				t.Stop()
 				delete(d.timers, a.Name)
 			}
+		case automaton.Resync:
+			d.resync(a)
+		case automaton.CancelResync:
+			d.cancelResync(a)
+		case automaton.CheckWitness:
+			d.checkWitness()
 		}
 	}
 }
@@ -419,3 +437,13 @@ func (d *Driver) Resource(name string) (string, error) {
 	}
 	return "", fmt.Errorf("unknown resource %s of module %s", name, d.mod.Name)
 }
+
+// resync resynchronises this node as secondary. File replication is the
+// next milestone: until then there is nothing to copy, and the module log
+// says so.
+func (d *Driver) resync(a automaton.Resync) {
+	d.Logf("reintegre", "W", "File replication is not active in this version: the replicated directories of this node are not resynchronised")
+	d.post(automaton.ResyncDone{ID: a.ID, OK: true})
+}
+
+func (d *Driver) cancelResync(automaton.CancelResync) {}

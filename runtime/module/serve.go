@@ -2,17 +2,20 @@ package module
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/safekit-oss/safekit/modules"
 	"github.com/safekit-oss/safekit/modules/layout"
 	"github.com/safekit-oss/safekit/runtime/automaton"
+	"github.com/safekit-oss/safekit/runtime/heart"
 	"github.com/safekit-oss/safekit/runtime/localsock"
 	"github.com/safekit-oss/safekit/runtime/modlog"
 	"github.com/safekit-oss/safekit/safe"
@@ -28,6 +31,9 @@ type Options struct {
 	ShAsBash bool
 	// Syslog sends main messages to syslog/journald.
 	Syslog bool
+	// Node is this node's name in cluster.xml ("": found from the
+	// addresses).
+	Node string
 }
 
 // SocketName is where the module process of name listens.
@@ -73,7 +79,18 @@ func Main(ctx context.Context, o Options) error {
 	wasRunning := rec.Running
 	crashed := rec.State != automaton.Stop
 
-	d := NewDriver(mod, cfg, rec, store, log, o.ShAsBash)
+	node, peer, hc, perr := mirrorPeering(o, mod, cfg)
+	if perr != nil {
+		modlog.Log(log, "heart", "C", "%v", perr)
+	}
+	d := NewDriver(mod, cfg, node, peer, rec, store, log, o.ShAsBash)
+	if hc != nil {
+		if err := d.startPeering(*hc); err != nil {
+			modlog.Log(log, "heart", "C", "Heartbeats not started: %v", err)
+		} else {
+			defer d.peering.h.Stop()
+		}
+	}
 	l, err := localsock.Listen(SocketName(o.Roots, o.Name), localsock.DefaultPolicy(), func(c *syscall.Ucred) {
 		modlog.Log(log, "heart", "W", "Refused a connection from uid %d pid %d", c.Uid, c.Pid)
 	})
@@ -150,4 +167,57 @@ func activeConfig(roots layout.Roots, mod layout.Module) (*safe.Config, error) {
 		return nil, err
 	}
 	return u.Config, nil
+}
+
+// mirrorPeering finds this node, its peer and the heartbeat configuration of
+// a mirror module. hc is nil for other modes; err says why heartbeats cannot
+// run (the module then behaves as if alone).
+func mirrorPeering(o Options, mod layout.Module, cfg *safe.Config) (node, peer string, hc *heart.Config, err error) {
+	cl, _, err := modules.LoadCluster(o.Roots)
+	if err != nil || cl == nil {
+		if err == nil && cfg.Service.Mode == safe.ModeMirror {
+			err = fmt.Errorf("no cluster.xml: the heartbeats of module %s cannot start (safekit cluster config, then -G)", mod.Name)
+		}
+		return "", "", nil, err
+	}
+	node = o.Node
+	if node == "" {
+		if node, err = findNode(cl); err != nil {
+			return "", "", nil, err
+		}
+	}
+	peer = peerNode(cl, node)
+	if cfg.Service.Mode != safe.ModeMirror || cfg.Heart == nil {
+		return node, peer, nil, nil
+	}
+	id, err := modules.NewManager(o.Roots, nil).ID(mod.Name)
+	if err != nil || id == 0 {
+		return node, peer, nil, fmt.Errorf("module %s has no id: reinstall it", mod.Name)
+	}
+	key, err := loadClusterKey(o.Roots)
+	if err != nil {
+		return node, peer, nil, err
+	}
+	c, err := heartConfig(cfg, cl, node, id, key)
+	if err != nil {
+		return node, peer, nil, err
+	}
+	return node, peer, &c, nil
+}
+
+// loadClusterKey reads SAFEVAR/cluster/cluster.key (hex), or nil when the
+// cluster has no key.
+func loadClusterKey(roots layout.Roots) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(roots.ClusterDir(), "cluster.key"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("%s is damaged: regenerate it with safekit cluster genkey, then -G", filepath.Join(roots.ClusterDir(), "cluster.key"))
+	}
+	return key, nil
 }

@@ -1,0 +1,497 @@
+package automaton
+
+// The two-node part of the mirror automaton (User's Guide §5, §14.4): what a
+// node does when its peer's state changes, as its heartbeats tell it.
+//
+//   - A starting node (WAIT) becomes SECOND when the peer is primary, goes
+//     ALONE when the peer is absent or stopped and its own data is up to
+//     date, and waits (NotReady) otherwise. When both start together, the
+//     node with up-to-date data is elected (then defaultprim, then the one
+//     that was primary last, then the lower node name) and goes ALONE; the
+//     other then joins it as SECOND.
+//   - ALONE becomes PRIM when the peer becomes its SECOND.
+//   - PRIM goes ALONE when the peer stops ("remote stop") or is lost ("no
+//     heartbeat").
+//   - SECOND fails over to ALONE in the same cases, if its data is in sync
+//     and failover is on; with failover="off" it stops and waits.
+//   - swap: the primary leaves PRIM (stop_prim) with Swapping set; the
+//     secondary, seeing it, becomes PRIM; then the former primary starts as
+//     SECOND.
+//   - Split brain: two ALONE nodes that see each other again; the one that
+//     was secondary before gives way (stopstart, then rejoins as SECOND).
+
+// Status is what the heartbeats tell the peer about this module.
+func (m *Module) Status() PeerStatus {
+	return PeerStatus{State: m.state, Ready: m.ready, UpToDate: m.p.UpToDate, LastPrim: m.p.LastPrim,
+		AloneCause: m.p.AloneCause, Swap: m.swapReq, Swapping: m.swapping, Stopping: m.stopping, Reintegrating: m.p.Reintegrating,
+		FullSync: m.fullSyncPeer}
+}
+
+func (m *Module) peerPrimary() bool {
+	return m.peerAlive && (m.peer.State == Prim || m.peer.State == Alone) && !m.peer.Swapping
+}
+
+func (m *Module) failoverOn() bool { return m.cfg.Failover && m.p.Failover }
+
+func (m *Module) peerChanged(e Peer) {
+	if e.Name != "" && m.cfg.PeerNode == "" {
+		m.cfg.PeerNode = e.Name
+	}
+	old, wasAlive := m.peer, m.peerAlive
+	m.peerAlive = e.Alive
+	if e.Alive {
+		m.peer = e.Status
+	}
+	switch {
+	case !e.Alive && wasAlive:
+		m.logf("heart", "E", "Remote state UNKNOWN Unknown")
+	case e.Alive && (!wasAlive || old.State != e.Status.State || old.Ready != e.Status.Ready):
+		m.logf("heart", "E", "Remote state %s %s", e.Status.State, e.Status.Ready)
+	}
+	if e.Alive && e.Status.State == Alone && m.state != Second {
+		// The peer writes without us: our copy is no longer the reference.
+		if m.p.UpToDate && m.state != Alone && m.state != Prim {
+			m.p.UpToDate = false
+			m.save()
+		}
+	}
+	if !e.Alive || (e.Status.State != Second && e.Status.State != Prim) {
+		m.defaultPrimDone = false
+	}
+}
+
+func (m *Module) link(e HeartbeatLink) {
+	old, known := m.links[e.Ident]
+	m.links[e.Ident] = e.Up
+	if known && old == e.Up {
+		return
+	}
+	if e.Up {
+		m.logf("heart", "I", "Resource heartbeat.%s set to up by heart", e.Ident)
+	} else if known {
+		m.logf("heart", "C", "Resource heartbeat.%s set to down by heart", e.Ident)
+	}
+}
+
+// settle starts what the peer's state asks for, when the module rests. It
+// reports whether it started something.
+func (m *Module) settle() bool {
+	if m.pending != nil || m.witnessFor != "" {
+		return false
+	}
+	p := m.peer
+	switch m.state {
+	case Wait:
+		release := false
+		switch m.waitRule {
+		case "notuptodate_server", "failover-off":
+			release = m.peerPrimary()
+		case "splitbrain_failure":
+			release = m.peerAlive
+		case "":
+			release = m.ready == Transient
+		}
+		if release {
+			m.waitRule = ""
+			m.decide()
+			return m.Busy()
+		}
+	case Alone:
+		if m.ready != Ready {
+			return false
+		}
+		switch {
+		case m.peerAlive && p.State == Second && !p.Swapping:
+			m.toPrim()
+			return true
+		case m.peerAlive && p.State == Alone && p.Ready == Ready:
+			return m.splitBrain()
+		default:
+			m.splitNoted = false
+		}
+	case Prim:
+		if m.ready != Ready {
+			return false
+		}
+		switch {
+		case !m.peerAlive:
+			m.lose("no heartbeat")
+			return true
+		case p.State == Stop || p.State == Wait:
+			m.lose("remote stop")
+			return true
+		case p.State == Alone:
+			// The peer went ALONE while this node was PRIM (a one-way cut):
+			// the same as a split brain.
+			return m.splitBrain()
+		case p.Swap != 0 && p.Swap != m.peerSwap:
+			m.peerSwap = p.Swap
+			m.logf("heart", "U", "Action swap called by %s", m.peerName())
+			m.swapOut()
+			return true
+		case m.cfg.DefaultPrim == m.cfg.PeerNode && m.cfg.PeerNode != "" && p.State == Second && p.Ready == Ready && !m.defaultPrimDone:
+			m.defaultPrimDone = true
+			m.logf("heart", "E", "Transition SWAP from defaultprim")
+			m.swapOut()
+			return true
+		}
+	case Second:
+		switch {
+		case m.swapping:
+			if m.peerAlive && p.State == Prim {
+				m.swapping = false
+				m.finishSwapOut()
+				return true
+			}
+			if !m.peerAlive || p.State == Stop || p.State == Wait {
+				// The peer did not take over: this node still has the data.
+				m.swapping = false
+				m.failover("remote stop during swap")
+				return true
+			}
+		case !m.peerAlive:
+			m.failover("no heartbeat")
+			return true
+		case p.State == Stop || (p.State == Wait && !p.Stopping):
+			// Not while the peer still runs its forced stop scripts.
+			m.failover("remote stop")
+			return true
+		case p.Swapping && p.State == Second:
+			m.swapIn()
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Module) peerName() string {
+	if m.cfg.PeerNode != "" {
+		return m.cfg.PeerNode
+	}
+	return "the other node"
+}
+
+// decideMirror chooses where a starting mirror goes.
+func (m *Module) decideMirror() {
+	p := m.peer
+	switch {
+	case m.forcePrim:
+		if m.peerPrimary() {
+			m.forcePrim = false
+			m.logf("heart", "E", "Requested prim start aborted: %s is already primary (%s %s)", m.peerName(), p.State, p.Ready)
+			m.stop("stop")
+			return
+		}
+		m.forcePrim = false
+		m.p.UpToDate, m.p.Reintegrating, m.p.AloneCause = true, false, "start"
+		m.enter(Alone, "start")
+	case m.peerPrimary():
+		m.failoverHold = false
+		m.enterSecond()
+	case m.forceSecond:
+		// Waits for the peer to be primary (checked by the command).
+		m.setState(Wait, Transient)
+	case m.failoverHold:
+		m.holdWait("failover-off")
+	case m.peerAlive && p.State == Wait:
+		m.elect()
+	case !m.peerAlive && !m.hbExpired:
+		// Wait for the peer's heartbeats; without any within the timeout,
+		// the peer is considered down.
+		m.setState(Wait, Transient)
+		if !m.hbArmed {
+			m.hbArmed = true
+			m.emit(SetTimer{Name: TimerHeartbeat, After: m.cfg.HeartbeatTimeout})
+		}
+	case m.upToDate():
+		if m.peerAlive {
+			m.logf("heart", "E", "Action alone called by heart: remote stop")
+		} else {
+			m.logf("heart", "E", "Action alone called by heart: no heartbeat")
+		}
+		m.p.AloneCause = "start"
+		m.enter(Alone, "start")
+	default:
+		m.notUpToDate()
+	}
+}
+
+func (m *Module) upToDate() bool { return !m.cfg.HasRFS || (m.p.UpToDate && !m.p.Reintegrating) }
+
+func (m *Module) notUpToDate() {
+	if m.waitRule == "notuptodate_server" {
+		return
+	}
+	m.logf("rfsplug", "E", MsgNotUpToDate)
+	m.logf("rfsplug", "E", MsgRunPrim)
+	m.logf("heart", "E", "Action wait from failover rule notuptodate_server")
+	m.holdWait("notuptodate_server")
+}
+
+// elect chooses the primary when both nodes start together. Both nodes run
+// the same rule on the same facts, so they agree.
+func (m *Module) elect() {
+	p := m.peer
+	mine, theirs := m.upToDate(), !m.cfg.HasRFS || (p.UpToDate && !p.Reintegrating)
+	win := false
+	switch {
+	case mine && !theirs:
+		win = true
+	case !mine && !theirs:
+		m.notUpToDate()
+		return
+	case mine && theirs:
+		switch {
+		case m.cfg.DefaultPrim == m.cfg.Node && m.cfg.Node != "":
+			win = true
+		case m.cfg.DefaultPrim == m.cfg.PeerNode && m.cfg.PeerNode != "":
+			win = false
+		case m.p.LastPrim != p.LastPrim:
+			win = m.p.LastPrim
+		default:
+			win = m.cfg.Node < m.cfg.PeerNode
+		}
+	}
+	if !win {
+		// The peer goes ALONE; this node then joins it as SECOND.
+		m.setState(Wait, Transient)
+		return
+	}
+	m.p.AloneCause = "start"
+	m.enter(Alone, "start")
+}
+
+// enterSecond takes a starting node to SECOND: scripts, then the
+// resynchronisation of its replicated data.
+func (m *Module) enterSecond() {
+	m.forceSecond = false
+	if m.hbArmed {
+		m.emit(CancelTimer{Name: TimerHeartbeat})
+		m.hbArmed = false
+	}
+	m.setState(Second, Transient)
+	m.plan = append(m.plan, m.script("transition", m.cfg.ForceStopTimeout, string(Wait), string(Second), "start"))
+	m.plan = append(m.plan, m.startSteps(Wait, Second, "start")...)
+	m.plan = append(m.plan, do(m.startResync))
+}
+
+func (m *Module) startResync() {
+	if !m.cfg.HasRFS {
+		m.secondReady()
+		return
+	}
+	m.resyncing = true
+	m.resyncID++
+	m.p.Reintegrating, m.p.UpToDate = true, false
+	m.save()
+	m.emit(Resync{ID: m.resyncID, Full: m.p.FullSync || m.peer.FullSync})
+}
+
+func (m *Module) resyncDone(e ResyncDone) {
+	if !m.resyncing || e.ID != m.resyncID {
+		return // the answer of a cancelled resynchronisation
+	}
+	m.resyncing = false
+	if !e.OK {
+		m.logf("reintegre", "E", "Reintegration failed: %s", e.Err)
+		m.stop("stopstart")
+		m.plan = append(m.plan, do(func() {
+			m.logf("heart", "U", "Action start called automatically")
+			m.start("start")
+		}))
+		return
+	}
+	m.logf("reintegre", "E", "Reintegration ended (synchronize)")
+	m.fullSyncPeer = false
+	m.p.Reintegrating, m.p.FullSync = false, false
+	m.secondReady()
+}
+
+func (m *Module) secondReady() {
+	m.p.UpToDate, m.p.LastPrim, m.p.AloneCause = true, false, ""
+	m.save()
+	m.setState(Second, Ready)
+}
+
+// toPrim: ALONE -> PRIM when the peer became SECOND.
+func (m *Module) toPrim() {
+	m.setState(Alone, Transient)
+	m.plan = append(m.plan,
+		m.script("stop_sec", m.cfg.NiceStopTimeout, string(Alone), string(Prim), "start"),
+		m.script("transition", m.cfg.ForceStopTimeout, string(Alone), string(Prim), "start"),
+		do(func() {
+			m.p.AloneCause = ""
+			m.save()
+			m.setState(Prim, Ready)
+		}))
+}
+
+// lose: PRIM -> ALONE when the secondary stopped or was lost.
+func (m *Module) lose(why string) {
+	if why == "no heartbeat" && m.cfg.Witness {
+		m.askWitness("lose")
+		return
+	}
+	m.logf("heart", "E", "Action alone called by heart: %s", why)
+	m.setState(Prim, Transient)
+	m.plan = append(m.plan,
+		m.script("transition", m.cfg.ForceStopTimeout, string(Prim), string(Alone), "start"),
+		m.script("start_sec", 0, string(Prim), string(Alone), "start"),
+		do(func() {
+			m.p.AloneCause, m.p.UpToDate = "prim", true
+			m.save()
+			m.setState(Alone, Ready)
+		}))
+}
+
+// failover: SECOND -> ALONE when the primary stopped or was lost.
+func (m *Module) failover(why string) {
+	switch {
+	case !m.failoverOn():
+		m.logf("heart", "E", "Failover-off configured")
+		m.logf("heart", "U", "Action stopstart called by failover-off")
+		m.logf("heart", "E", "Transition STOPSTART from failover-off")
+		m.failoverHold = true
+		m.stop("stopstart")
+		m.plan = append(m.plan, do(func() { m.start("start") }))
+		return
+	case !m.upToDate():
+		m.logf("heart", "E", "The primary is gone but the replicated data of this node is not up to date (reintegration not finished): no failover")
+		m.leaveToWait(Second, "stopwait")
+		m.plan = append(m.plan, do(m.notUpToDate))
+		return
+	case why == "no heartbeat" && m.cfg.Witness:
+		m.askWitness("failover")
+		return
+	}
+	m.logf("heart", "E", "Action alone called by heart: %s", why)
+	m.setState(Second, Transient)
+	m.plan = append(m.plan, do(func() { m.closeWindow("second") }),
+		m.script("stop_second", m.cfg.NiceStopTimeout, string(Second), string(Alone), "start"),
+		m.script("transition", m.cfg.ForceStopTimeout, string(Second), string(Alone), "start"),
+		m.script("start_prim", 0, string(Second), string(Alone), "start"),
+		do(func() { m.openWindow("prim") }),
+		do(func() {
+			m.p.AloneCause, m.p.UpToDate, m.p.LastPrim = "failover", true, true
+			m.save()
+			m.setState(Alone, Ready)
+		}))
+}
+
+// leaveToWait stops the application of role from and waits in WAIT.
+func (m *Module) leaveToWait(from State, action string) {
+	m.setState(from, Transient)
+	m.plan = append(m.plan, m.leaveSteps(from, Wait, action, true)...)
+	m.plan = append(m.plan, m.script("transition", m.cfg.ForceStopTimeout, string(from), string(Wait), action))
+}
+
+// swapOut: the primary gives up PRIM; the peer takes over, then this node
+// starts as SECOND.
+func (m *Module) swapOut() {
+	m.setState(Prim, Transient)
+	m.plan = append(m.plan, m.leaveSteps(Prim, Second, "swap", true)...)
+	m.plan = append(m.plan,
+		m.script("transition", m.cfg.ForceStopTimeout, string(Prim), string(Second), "swap"),
+		do(func() {
+			m.swapping = true
+			m.setState(Second, Transient)
+		}))
+}
+
+func (m *Module) finishSwapOut() {
+	m.plan = append(m.plan, m.script("start_second", 0, string(Prim), string(Second), "swap"),
+		do(func() { m.openWindow("second") }),
+		m.script("start_sec", 0, string(Prim), string(Second), "swap"),
+		do(m.secondReady))
+}
+
+// swapIn: the secondary takes over from a primary that left for a swap.
+func (m *Module) swapIn() {
+	m.swapReq = 0
+	m.setState(Second, Transient)
+	m.plan = append(m.plan,
+		m.script("stop_sec", m.cfg.NiceStopTimeout, string(Second), string(Prim), "swap"),
+		do(func() { m.closeWindow("second") }),
+		m.script("stop_second", m.cfg.NiceStopTimeout, string(Second), string(Prim), "swap"),
+		m.script("transition", m.cfg.ForceStopTimeout, string(Second), string(Prim), "swap"),
+		m.script("start_prim", 0, string(Second), string(Prim), "swap"),
+		do(func() { m.openWindow("prim") }),
+		do(func() {
+			m.p.UpToDate, m.p.LastPrim, m.p.AloneCause = true, true, ""
+			m.save()
+			m.setState(Prim, Ready)
+		}))
+}
+
+// splitBrain decides, when two ALONE nodes see each other again, which one
+// gives way: the former secondary; between equals, the higher node name.
+func (m *Module) splitBrain() bool {
+	mine, theirs := m.p.AloneCause, m.peer.AloneCause
+	exit := false
+	switch {
+	case mine == "failover" && theirs != "failover":
+		exit = true
+	case theirs == "failover" && mine != "failover":
+		exit = false
+	default:
+		exit = m.cfg.Node > m.cfg.PeerNode
+	}
+	if !exit {
+		if !m.splitNoted {
+			m.splitNoted = true
+			m.logf("heart", "E", "Split brain recovery: staying alone")
+		}
+		return false
+	}
+	m.logf("heart", "E", "Split brain recovery: exiting alone")
+	// What this node wrote alone is lost: the peer's copy is the reference.
+	m.p.UpToDate, m.p.FullSync, m.p.AloneCause = false, true, ""
+	m.save()
+	m.stop("stopstart")
+	m.plan = append(m.plan, do(func() {
+		m.logf("heart", "U", "Action start called automatically")
+		m.start("start")
+	}))
+	return true
+}
+
+// askWitness pings the split-brain witnesses before acting on a lost peer.
+func (m *Module) askWitness(what string) {
+	m.witnessFor = what
+	m.emit(CheckWitness{})
+}
+
+func (m *Module) witness(reachable bool) {
+	what := m.witnessFor
+	m.witnessFor = ""
+	if what == "" {
+		// A periodic check while held by splitbrain_failure.
+		if m.state == Wait && m.waitRule == "splitbrain_failure" && reachable && !m.peerAlive {
+			m.logf("splitbraincheck", "I", "Resource splitbrain.uptodate set to up by splitbraincheck")
+			m.waitRule = ""
+			m.hbExpired = true
+			m.decide()
+		}
+		return
+	}
+	if m.peerAlive {
+		return // the peer came back meanwhile: settle decides again
+	}
+	if reachable {
+		m.logf("splitbraincheck", "I", "Resource splitbrain.uptodate set to up by splitbraincheck")
+		witnessOK := m.cfg.Witness
+		m.cfg.Witness = false
+		if what == "lose" {
+			m.lose("no heartbeat")
+		} else {
+			m.failover("no heartbeat")
+		}
+		m.cfg.Witness = witnessOK
+		return
+	}
+	m.logf("splitbraincheck", "C", "Resource splitbrain.uptodate set to down by splitbraincheck")
+	m.logf("heart", "E", "Action wait from failover rule splitbrain_failure")
+	from := m.state
+	m.leaveToWait(from, "stopwait")
+	m.plan = append(m.plan, do(func() { m.holdWait("splitbrain_failure") }))
+}

@@ -1,0 +1,208 @@
+package module
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	"sync"
+
+	"github.com/safekit-oss/safekit/modules"
+	"github.com/safekit-oss/safekit/runtime/automaton"
+	"github.com/safekit-oss/safekit/runtime/heart"
+	"github.com/safekit-oss/safekit/safe"
+)
+
+// peering connects the automaton of a mirror module to its heartbeats.
+type peering struct {
+	d     *Driver
+	h     *heart.Heart
+	links map[string]bool
+	alive bool
+	// dropped counts refused packets per reason, to log the first and then
+	// every hundredth.
+	mu      sync.Mutex
+	dropped map[string]uint64
+}
+
+// heartConfig builds the heartbeat configuration of a mirror module: one
+// link per <heartbeat>, from this node's address on that lan to the other
+// nodes' addresses on it.
+func heartConfig(cfg *safe.Config, cl *safe.Cluster, node string, id int, key []byte) (heart.Config, error) {
+	hc := heart.Config{Module: id, Port: modules.HeartPort(id), Node: node, Key: key}
+	if cfg.Heart.Port != 0 {
+		hc.Port = cfg.Heart.Port
+	}
+	for _, hb := range cfg.Heart.Heartbeats {
+		l := heart.Link{Ident: hb.Ident, Pulse: hb.Pulse.D(), Timeout: hb.Timeout.D()}
+		if len(hb.Servers) > 0 {
+			return hc, fmt.Errorf("heartbeat %s uses the pre-7.2 <server addr> syntax, which this version does not run: refer to a lan of cluster.xml with name=", hb.Ident)
+		}
+		lan := cl.Lan(hb.Lan)
+		if lan == nil {
+			return hc, fmt.Errorf("heartbeat %s: lan %q is not in cluster.xml", hb.Ident, hb.Lan)
+		}
+		for _, n := range lan.Nodes {
+			switch {
+			case n.Name == node && n.LAddr != "":
+				l.LocalAddr = n.LAddr
+			case n.Name == node:
+				l.LocalAddr = n.Addr
+			default:
+				l.PeerAddrs = append(l.PeerAddrs, n.Addr)
+			}
+		}
+		if l.LocalAddr == "" {
+			return hc, fmt.Errorf("heartbeat %s: node %s has no address on lan %s in cluster.xml", hb.Ident, node, hb.Lan)
+		}
+		hc.Links = append(hc.Links, l)
+	}
+	return hc, nil
+}
+
+// peerNode is the other node of a two-node cluster ("" when there are more:
+// the heartbeats then tell who answers).
+func peerNode(cl *safe.Cluster, node string) string {
+	names := cl.NodeNames()
+	if len(names) != 2 {
+		return ""
+	}
+	if names[0] == node {
+		return names[1]
+	}
+	return names[0]
+}
+
+// startPeering starts the heartbeats and feeds their events to the loop.
+func (d *Driver) startPeering(hc heart.Config) error {
+	events := make(chan heart.Event, 64)
+	h, err := heart.Start(hc, d.heartStatus, events)
+	if err != nil {
+		return err
+	}
+	p := &peering{d: d, h: h, links: map[string]bool{}, dropped: map[string]uint64{}}
+	d.peering = p
+	go p.run(events)
+	return nil
+}
+
+// heartStatus is what the heartbeats send: the automaton's status as of
+// the last step.
+func (d *Driver) heartStatus() heart.Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.status
+	return heart.Status{State: string(s.State), Ready: string(s.Ready), UpToDate: s.UpToDate, LastPrim: s.LastPrim,
+		AloneCause: s.AloneCause, Swap: s.Swap, Swapping: s.Swapping, Stopping: s.Stopping,
+		Reintegrating: s.Reintegrating, FullSync: s.FullSync}
+}
+
+func (p *peering) run(events <-chan heart.Event) {
+	for e := range events {
+		switch e.Kind {
+		case "up", "down":
+			up := e.Kind == "up"
+			if p.links[e.Ident] == up && p.alive == up {
+				continue
+			}
+			p.links[e.Ident] = up
+			p.d.post(automaton.HeartbeatLink{Ident: e.Ident, Up: up})
+			alive := false
+			for _, u := range p.links {
+				alive = alive || u
+			}
+			if !alive && p.alive {
+				p.alive = false
+				p.d.post(automaton.Peer{Alive: false})
+			}
+		case "status":
+			p.alive = true
+			st := e.Status
+			p.d.post(automaton.Peer{Alive: true, Name: e.Node, Status: automaton.PeerStatus{
+				State: automaton.State(st.State), Ready: automaton.Readiness(st.Ready), UpToDate: st.UpToDate,
+				LastPrim: st.LastPrim, AloneCause: st.AloneCause, Swap: st.Swap, Swapping: st.Swapping,
+				Stopping: st.Stopping, Reintegrating: st.Reintegrating, FullSync: st.FullSync}})
+		case "drop":
+			p.mu.Lock()
+			p.dropped[e.Reason]++
+			n := p.dropped[e.Reason]
+			p.mu.Unlock()
+			if n == 1 || n%100 == 0 {
+				p.d.Logf("heart", "W", "Heartbeat packet from %s on %s dropped: %s (%d so far)", e.From, e.Ident, e.Reason, n)
+			}
+		}
+	}
+}
+
+// checkWitness pings the split-brain witnesses; one answer is enough.
+func (d *Driver) checkWitness() {
+	sb := d.cfg.Check.Splitbrain
+	go func() {
+		ok := false
+		for _, w := range sb.Witnesses {
+			if exec.Command("ping", "-c", "1", "-W", "1", w).Run() == nil {
+				ok = true
+				break
+			}
+		}
+		d.events <- input{ev: automaton.WitnessResult{Reachable: ok}}
+	}()
+}
+
+// findNode finds this node in cluster.xml by its addresses.
+func findNode(cl *safe.Cluster) (string, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, name := range cl.NodeNames() {
+		for _, l := range cl.Lans {
+			a := cl.Addr(l.Name, name)
+			for _, ia := range addrs {
+				if ipn, ok := ia.(*net.IPNet); ok && hostIs(a, ipn.IP) {
+					found = append(found, name)
+				}
+			}
+		}
+	}
+	found = unique(found)
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return "", fmt.Errorf("none of this host's addresses is a node of cluster.xml (nodes: %v): run safekitd with --node NAME or fix cluster.xml", cl.NodeNames())
+	}
+	return "", fmt.Errorf("this host has the addresses of several nodes of cluster.xml (%v): run safekitd with --node NAME", found)
+}
+
+func hostIs(host string, ip net.IP) bool {
+	if h := net.ParseIP(trimBrackets(host)); h != nil {
+		return h.Equal(ip)
+	}
+	ips, _ := net.LookupIP(host)
+	for _, x := range ips {
+		if x.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func trimBrackets(s string) string {
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
+
+func unique(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, x := range s {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
