@@ -29,7 +29,13 @@ import (
 // base is the rest of the environment (normally the daemon's own); the
 // variables above replace any of the same name in it.
 func Environ(m layout.Module, vars []safe.Var, base []string) []string {
-	set := map[string]string{
+	set := map[string]string{}
+	for _, v := range vars {
+		set[v.Name] = v.Value
+	}
+	// SafeKit's own variables win over a <var> of the same name (the
+	// configuration check refuses such vars anyway).
+	for k, v := range map[string]string{
 		"SAFE":         m.SAFE,
 		"SAFEBIN":      m.SAFEBIN(),
 		"SAFEVAR":      m.SAFEVAR,
@@ -37,9 +43,8 @@ func Environ(m layout.Module, vars []safe.Var, base []string) []string {
 		"SAFEUSERBIN":  m.UserBin(),
 		"SAFEUSERCONF": m.UserConf(),
 		"SAFEUSERVAR":  m.UserVar(),
-	}
-	for _, v := range vars {
-		set[v.Name] = v.Value
+	} {
+		set[k] = v
 	}
 	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	out := make([]string, 0, len(base)+len(set)+1)
