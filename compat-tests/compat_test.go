@@ -184,12 +184,7 @@ func cmdSigkill(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	ts.Check(syscall.Kill(pid, syscall.SIGKILL))
 	// Wait until it is gone, so that the next command sees a dead process.
-	for i := 0; i < 200; i++ {
-		if syscall.Kill(pid, 0) != nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitGone(pid, 2*time.Second)
 }
 
 // edit file old new: replace the first occurrence of old by new in file.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	safekit "github.com/safekit-oss/safekit/cmd/internal/cli"
 	"github.com/safekit-oss/safekit/modules/layout"
 	"github.com/safekit-oss/safekit/runtime/daemon"
 	"github.com/safekit-oss/safekit/runtime/module"
@@ -26,7 +27,8 @@ func main() {
 		os.Exit(moduleMain(os.Args[2:]))
 	}
 	fs := flag.NewFlagSet("safekitd", flag.ExitOnError)
-	listen := fs.String("listen", ":9010", "TCP address of the web service (console, API, peers, health probe)")
+	listen := fs.String("listen", "", `TCP address of the web service (console, API, peers, distributed commands, health probe) (default ":" and the httpport of SAFE/web/conf/httpd.conf, 9010)`)
+	node := fs.String("node", "", "name of this node in cluster.xml (default: the node whose address is one of this machine's)")
 	cli := fs.String("cli", "", "safekit binary to install as $SAFE/safekit (default: safekit next to safekitd)")
 	shAsBash := fs.Bool("sh-as-bash", true, `run "#!/bin/sh" module scripts with bash (published modules use bash-isms)`)
 	syslog := fs.Bool("syslog", true, "also send the main module messages to syslog/journald (tag safekit)")
@@ -50,7 +52,9 @@ func main() {
 			}
 		}
 	}
-	d, err := daemon.New(daemon.Options{Roots: layout.FromEnv(), Listen: *listen, CLI: *cli, ShAsBash: *shAsBash, Syslog: *syslog, Log: log})
+	roots := layout.FromEnv()
+	d, err := daemon.New(daemon.Options{Roots: roots, Listen: *listen, Node: *node, Runner: safekit.RemoteRunner(roots),
+		CLI: *cli, ShAsBash: *shAsBash, Syslog: *syslog, Log: log})
 	if err != nil {
 		log.Fatal(err)
 	}

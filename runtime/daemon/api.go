@@ -43,6 +43,8 @@ func (d *Daemon) localAPI() http.Handler {
 	r.HandleFunc("/v1/cmdlog", d.handleCmdlog).Methods(http.MethodGet)
 	r.HandleFunc("/v1/cmdlog/start", d.handleCmdlogStart).Methods(http.MethodPost)
 	r.HandleFunc("/v1/cmdlog/end", d.handleCmdlogEnd).Methods(http.MethodPost)
+	r.HandleFunc("/v1/node", d.handleNode).Methods(http.MethodGet)
+	r.HandleFunc("/v1/cluster/reload", d.handleClusterReload).Methods(http.MethodPost)
 	r.PathPrefix("/v1/modules/{name}/").HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		name := mux.Vars(req)["name"]
 		d.proxy(w, req, name, strings.TrimPrefix(req.URL.Path, "/v1/modules/"+name))
@@ -50,11 +52,13 @@ func (d *Daemon) localAPI() http.Handler {
 	return r
 }
 
-// webAPI is served on the node's TCP port: for now the health probe that
-// cloud load balancers poll (User's Guide §13.6.3).
+// webAPI is served on the node's TCP port: the health probe that cloud
+// load balancers poll (User's Guide §13.6.3), without authentication, and
+// the distributed commands (remote.go).
 func (d *Daemon) webAPI() http.Handler {
 	r := mux.NewRouter()
 	r.HandleFunc("/var/modules/{name}/ready.txt", d.handleReady).Methods(http.MethodGet, http.MethodHead)
+	d.remoteAPI(r)
 	return r
 }
 
@@ -244,6 +248,8 @@ func (d *Daemon) offline(w http.ResponseWriter, r *http.Request, name, path stri
 			return
 		}
 		writeJSON(w, http.StatusOK, entries)
+	case mod.Configured():
+		writeErr(w, http.StatusServiceUnavailable, fmt.Errorf("the process of module %s is not running: safekitd starts it again (see its log)", name))
 	default:
 		writeErr(w, http.StatusConflict, fmt.Errorf("module %s is not configured: run safekit config -m %s", name, name))
 	}

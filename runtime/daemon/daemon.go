@@ -8,6 +8,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,14 +31,22 @@ import (
 	"github.com/safekit-oss/safekit/runtime/cmdlog"
 	"github.com/safekit-oss/safekit/runtime/localsock"
 	"github.com/safekit-oss/safekit/runtime/module"
+	"github.com/safekit-oss/safekit/runtime/webauth"
 )
 
 // Options of the daemon.
 type Options struct {
 	Roots layout.Roots
 	// Listen is the TCP address of the web service (console, API, health
-	// probe, peers): ":9010" by default.
+	// probe, peers, distributed commands): by default ":" and the httpport
+	// of SAFE/web/conf/httpd.conf (9010).
 	Listen string
+	// Node is the name of this node in cluster.xml; empty: the node whose
+	// address is one of this machine's.
+	Node string
+	// Runner runs the commands other nodes send (safekit -H); nil refuses
+	// them.
+	Runner Runner
 	// Exe is the safekitd binary used for module processes.
 	Exe string
 	// CLI is the safekit binary installed as $SAFE/safekit.
@@ -59,6 +68,8 @@ type Daemon struct {
 	o      Options
 	log    *logrus.Logger
 	cmdlog *cmdlog.Store
+	auth   *webauth.Authenticator
+	id     identity
 
 	mu     sync.Mutex
 	procs  map[string]*proc
@@ -81,7 +92,7 @@ func New(o Options) (*Daemon, error) {
 		o.Log = logrus.New()
 	}
 	if o.Listen == "" {
-		o.Listen = fmt.Sprintf(":%d", modules.WebPort)
+		o.Listen = fmt.Sprintf(":%d", webauth.HTTPPort(o.Roots))
 	}
 	if o.Exe == "" {
 		exe, err := os.Executable()
@@ -90,7 +101,7 @@ func New(o Options) (*Daemon, error) {
 		}
 		o.Exe = exe
 	}
-	return &Daemon{o: o, log: o.Log, procs: map[string]*proc{}}, nil
+	return &Daemon{o: o, log: o.Log, procs: map[string]*proc{}, auth: webauth.New(o.Roots, o.Log.Warnf)}, nil
 }
 
 // Run starts the modules and serves until ctx ends, then stops every module
@@ -112,6 +123,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.cmdlog = cl
 	defer cl.Close()
 	d.notePreviousRun()
+	d.checkWebService()
+	d.id.notified = d.node().ClusterSignature
 
 	unixL, err := localsock.Listen(SocketPath(r), localsock.DefaultPolicy(), func(c *syscall.Ucred) {
 		d.log.Warnf("refused a CLI connection from uid %d pid %d (not root nor in group safekit)", c.Uid, c.Pid)
@@ -129,6 +142,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() { _ = api.Serve(unixL) }()
 	go func() { _ = web.Serve(tcpL) }()
 	d.log.Infof("safekitd listening on %s and %s", SocketPath(r), tcpL.Addr())
+	go d.watchCluster(ctx)
 
 	infos, err := modules.NewManager(r, nil).List()
 	if err != nil {
@@ -221,6 +235,7 @@ func copyFile(src, dst string, mode os.FileMode) error {
 
 // spawn starts the module process of name.
 func (d *Daemon) spawn(name string, boot bool) {
+	node := d.node().Name
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.ending {
@@ -238,6 +253,9 @@ func (d *Daemon) spawn(name string, boot bool) {
 	}
 	if d.o.Syslog {
 		args = append(args, "--syslog")
+	}
+	if node != "" {
+		args = append(args, "--node", node)
 	}
 	cmd := exec.Command(d.o.Exe, args...)
 	cmd.Env = append(os.Environ(), "SAFE="+d.o.Roots.SAFE, "SAFEVAR="+d.o.Roots.SAFEVAR)
@@ -270,15 +288,27 @@ func (d *Daemon) supervise(p *proc) {
 	if stopping || ending {
 		return
 	}
+	// A process killed by a signal was running; one that exited by itself
+	// soon after its start cannot start: do not spin on it.
 	delay := time.Second
-	if time.Since(p.started) < 10*time.Second {
-		delay = 10 * time.Second // do not spin on a process that cannot start
+	if time.Since(p.started) < 10*time.Second && !killed(err) {
+		delay = 10 * time.Second
 	}
 	d.log.Errorf("the process of module %s ended (%v): starting it again in %s", p.name, err, delay)
 	time.Sleep(delay)
 	if d.o.Roots.Module(p.name).Configured() {
 		d.spawn(p.name, true)
 	}
+}
+
+// killed tells whether a process ended by a signal.
+func killed(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled()
 }
 
 // stopProc ends a module process (after its module is stopped) and waits.

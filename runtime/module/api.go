@@ -81,6 +81,7 @@ func (d *Driver) Handler() http.Handler {
 	mux.HandleFunc("POST /print", d.handlePrint)
 	mux.HandleFunc("GET /log", d.handleLog)
 	mux.HandleFunc("GET /log/stream", d.handleLogStream)
+	mux.HandleFunc("POST /cluster", d.handleCluster)
 	return mux
 }
 
@@ -292,4 +293,20 @@ func (d *Driver) idle(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// handleCluster applies a new cluster configuration (safekit -G): the
+// heartbeats restart with the new addresses and key.
+func (d *Driver) handleCluster(w http.ResponseWriter, r *http.Request) {
+	if d.reloadCluster == nil {
+		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+		return
+	}
+	if err := d.reloadCluster(); err != nil {
+		d.Logf("heart", "E", "New cluster configuration not applied to the heartbeats: %v", err)
+		writeErr(w, http.StatusConflict, err)
+		return
+	}
+	d.Logf("heart", "I", "New cluster configuration applied to the heartbeats")
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }

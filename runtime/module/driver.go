@@ -54,6 +54,8 @@ type Driver struct {
 	status automaton.PeerStatus
 
 	peering *peering
+	// reloadCluster restarts the heartbeats after a cluster change.
+	reloadCluster func() error
 }
 
 // Snapshot is the state of a module as readers see it.
@@ -158,7 +160,7 @@ func (d *Driver) updateSnapshot() {
 	if st != d.status {
 		d.status = st
 		if d.peering != nil {
-			d.peering.h.Kick()
+			defer d.peering.h.Kick()
 		}
 	}
 	d.snap = Snapshot{Module: d.mod.Name, Mode: string(d.cfg.Service.Mode), State: s, Ready: r, Busy: d.am.Busy(),
@@ -242,6 +244,9 @@ func (d *Driver) exec(acts []automaton.Action) {
 			d.Logf(a.Origin, a.Level, "%s", a.Msg)
 		case automaton.SetState:
 			d.Logf("heart", "E", "Local state %s %s", a.State, a.Ready)
+			if a.State == automaton.Stop {
+				d.pg.reset()
+			}
 		case automaton.Save:
 			if err := saveRecord(filepath.Join(d.mod.UserVar(), "state.json"), a.Persisted); err != nil {
 				d.Logf("heart", "C", "Cannot save the module state: %v", err)

@@ -2,7 +2,6 @@ package module
 
 import (
 	"fmt"
-	"net"
 	"os/exec"
 	"sync"
 
@@ -72,17 +71,40 @@ func peerNode(cl *safe.Cluster, node string) string {
 	return names[0]
 }
 
-// startPeering starts the heartbeats and feeds their events to the loop.
+// startPeering starts the heartbeats and feeds their events to the loop,
+// replacing the heartbeats already running.
 func (d *Driver) startPeering(hc heart.Config) error {
+	d.mu.Lock()
+	old := d.peering
+	d.mu.Unlock()
+	if old != nil {
+		old.h.Stop()
+	}
 	events := make(chan heart.Event, 64)
 	h, err := heart.Start(hc, d.heartStatus, events)
 	if err != nil {
 		return err
 	}
 	p := &peering{d: d, h: h, links: map[string]bool{}, dropped: map[string]uint64{}}
+	if old != nil {
+		p.links, p.alive = old.links, old.alive
+	}
+	d.mu.Lock()
 	d.peering = p
+	d.mu.Unlock()
 	go p.run(events)
 	return nil
+}
+
+// stopPeering ends the heartbeats.
+func (d *Driver) stopPeering() {
+	d.mu.Lock()
+	p := d.peering
+	d.peering = nil
+	d.mu.Unlock()
+	if p != nil {
+		p.h.Stop()
+	}
 }
 
 // heartStatus is what the heartbeats send: the automaton's status as of
@@ -146,63 +168,4 @@ func (d *Driver) checkWitness() {
 		}
 		d.events <- input{ev: automaton.WitnessResult{Reachable: ok}}
 	}()
-}
-
-// findNode finds this node in cluster.xml by its addresses.
-func findNode(cl *safe.Cluster) (string, error) {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return "", err
-	}
-	var found []string
-	for _, name := range cl.NodeNames() {
-		for _, l := range cl.Lans {
-			a := cl.Addr(l.Name, name)
-			for _, ia := range addrs {
-				if ipn, ok := ia.(*net.IPNet); ok && hostIs(a, ipn.IP) {
-					found = append(found, name)
-				}
-			}
-		}
-	}
-	found = unique(found)
-	switch len(found) {
-	case 1:
-		return found[0], nil
-	case 0:
-		return "", fmt.Errorf("none of this host's addresses is a node of cluster.xml (nodes: %v): run safekitd with --node NAME or fix cluster.xml", cl.NodeNames())
-	}
-	return "", fmt.Errorf("this host has the addresses of several nodes of cluster.xml (%v): run safekitd with --node NAME", found)
-}
-
-func hostIs(host string, ip net.IP) bool {
-	if h := net.ParseIP(trimBrackets(host)); h != nil {
-		return h.Equal(ip)
-	}
-	ips, _ := net.LookupIP(host)
-	for _, x := range ips {
-		if x.Equal(ip) {
-			return true
-		}
-	}
-	return false
-}
-
-func trimBrackets(s string) string {
-	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
-		return s[1 : len(s)-1]
-	}
-	return s
-}
-
-func unique(s []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, x := range s {
-		if !seen[x] {
-			seen[x] = true
-			out = append(out, x)
-		}
-	}
-	return out
 }

@@ -96,6 +96,16 @@ func (t *pgTracker) remove(pgid int) {
 	t.flush()
 }
 
+// reset forgets every group: once the module is stopped, what its scripts
+// left running is no longer the module's (a stop runs the stop scripts and
+// kills nothing else), and a later module process must not kill it.
+func (t *pgTracker) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.groups)
+	t.flush()
+}
+
 func (t *pgTracker) flush() {
 	var b strings.Builder
 	fmt.Fprintf(&b, "boot %s\n", t.bootID)

@@ -2,17 +2,16 @@ package module
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/safekit-oss/safekit/modules"
+	"github.com/safekit-oss/safekit/modules/clusterconf"
 	"github.com/safekit-oss/safekit/modules/layout"
 	"github.com/safekit-oss/safekit/runtime/automaton"
 	"github.com/safekit-oss/safekit/runtime/heart"
@@ -87,10 +86,30 @@ func Main(ctx context.Context, o Options) error {
 	if hc != nil {
 		if err := d.startPeering(*hc); err != nil {
 			modlog.Log(log, "heart", "C", "Heartbeats not started: %v", err)
-		} else {
-			defer d.peering.h.Stop()
 		}
 	}
+	defer d.stopPeering()
+	d.reloadCluster = func() error {
+		_, _, hc, err := mirrorPeering(o, mod, cfg)
+		if err != nil {
+			return err
+		}
+		if hc == nil {
+			d.stopPeering()
+			return nil
+		}
+		return d.startPeering(*hc)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	loopDone := make(chan struct{})
+	go func() { d.Run(runCtx); close(loopDone) }()
+	defer func() { stop(); <-loopDone }()
+	// The recovery begins before the first request is answered, so that
+	// nobody sees the STOP of a module whose application may still run.
+	if crashed {
+		_ = d.Post(ctx, automaton.Recover{From: rec.State})
+	}
+
 	l, err := localsock.Listen(SocketName(o.Roots, o.Name), localsock.DefaultPolicy(), func(c *syscall.Ucred) {
 		modlog.Log(log, "heart", "W", "Refused a connection from uid %d pid %d", c.Uid, c.Pid)
 	})
@@ -101,13 +120,7 @@ func Main(ctx context.Context, o Options) error {
 	go func() { _ = srv.Serve(l) }()
 	defer srv.Close()
 
-	runCtx, stop := context.WithCancel(context.Background())
-	defer stop()
-	loopDone := make(chan struct{})
-	go func() { d.Run(runCtx); close(loopDone) }()
-
 	if crashed {
-		_ = d.Post(ctx, automaton.Recover{From: rec.State})
 		d.idle(ctx)
 	}
 	if o.Boot && bootStarts(cfg.Service.Boot, rec.Boot, wasRunning) {
@@ -128,8 +141,6 @@ func Main(ctx context.Context, o Options) error {
 	<-ctx.Done()
 	// The daemon stops modules before it ends; an abrupt end leaves the
 	// state recorded so that the next process recovers.
-	stop()
-	<-loopDone
 	return nil
 }
 
@@ -182,7 +193,7 @@ func mirrorPeering(o Options, mod layout.Module, cfg *safe.Config) (node, peer s
 	}
 	node = o.Node
 	if node == "" {
-		if node, err = findNode(cl); err != nil {
+		if node, err = clusterconf.FindNode(cl, clusterconf.LocalIPs()); err != nil {
 			return "", "", nil, err
 		}
 	}
@@ -194,7 +205,7 @@ func mirrorPeering(o Options, mod layout.Module, cfg *safe.Config) (node, peer s
 	if err != nil || id == 0 {
 		return node, peer, nil, fmt.Errorf("module %s has no id: reinstall it", mod.Name)
 	}
-	key, err := loadClusterKey(o.Roots)
+	key, err := clusterconf.Key(o.Roots)
 	if err != nil {
 		return node, peer, nil, err
 	}
@@ -203,21 +214,4 @@ func mirrorPeering(o Options, mod layout.Module, cfg *safe.Config) (node, peer s
 		return node, peer, nil, err
 	}
 	return node, peer, &c, nil
-}
-
-// loadClusterKey reads SAFEVAR/cluster/cluster.key (hex), or nil when the
-// cluster has no key.
-func loadClusterKey(roots layout.Roots) ([]byte, error) {
-	data, err := os.ReadFile(filepath.Join(roots.ClusterDir(), "cluster.key"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	key, err := hex.DecodeString(strings.TrimSpace(string(data)))
-	if err != nil {
-		return nil, fmt.Errorf("%s is damaged: regenerate it with safekit cluster genkey, then -G", filepath.Join(roots.ClusterDir(), "cluster.key"))
-	}
-	return key, nil
 }

@@ -27,6 +27,11 @@ type Env struct {
 	Roots          layout.Roots
 	// Getenv reads the environment (SAFEMODULE...).
 	Getenv func(string) string
+	// By is the remote caller a command runs for ("rcmdadmin@10.0.0.1"),
+	// empty for a local user. The daemon records remote commands in the
+	// command log itself, and control commands name By as their caller in
+	// the module log.
+	By string
 }
 
 // NewEnv returns the environment of the running process.
@@ -80,6 +85,9 @@ func (e *Env) Run(args []string) int {
 	case "-h", "--help", "help":
 		printHelp(e.Stdout)
 		return ExitOK
+	}
+	if hosts, rest, ok := distributed(args); ok {
+		return e.runDistributed(hosts, rest)
 	}
 	c, ok := commands[name]
 	if !ok {
@@ -168,6 +176,14 @@ Environment:
   SAFE      installation directory (default %s)
   SAFEVAR   working directory (default %s)
   SAFEMODULE  module used when -m is omitted (set for module scripts)
+
+Distributed commands (on the web service of each node, as the private user
+of distributed commands: safekit webservercfg -rcmdpasswd, the same on every node):
+  safekit -H "<hosts>" <command>   run a command on each host (not logview, -p, -r)
+  safekit -H "<hosts>" -G          copy SAFEVAR/cluster (cluster.xml, key) to each host
+  safekit -H "<hosts>" -E AM       install module AM with its id here, configured if it is here
+  <hosts>: "*" (every node of cluster.xml), "node1,node2", "[http:9010],addr1,addr2",
+           or "http://10.0.0.1:9010,http://10.0.0.2:9010"
 
 Exit codes:
   0  success

@@ -118,8 +118,11 @@ func (c *daemonClient) stream(ctx context.Context, path string, f func(json.RawM
 
 // logCommand records a state-changing command in the command log; the
 // returned function records its end. A daemon that is down does not stop
-// the command.
+// the command. Remote commands are recorded by the daemon that runs them.
 func (e *Env) logCommand(module string, args []string) func(code int) {
+	if e.By != "" {
+		return func(int) {}
+	}
 	c := e.daemon()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"os/user"
 
 	"github.com/safekit-oss/safekit/runtime/module"
@@ -34,7 +35,7 @@ func init() {
 		flags: map[string]bool{},
 		run: func(e *Env, a *args) int {
 			done := e.logCommand("", []string{"shutdown"})
-			if err := e.daemon().do(context.Background(), http.MethodPost, "/v1/shutdown?by="+whoami(), nil, nil); err != nil {
+			if err := e.daemon().do(context.Background(), http.MethodPost, "/v1/shutdown?by="+url.QueryEscape(e.caller()), nil, nil); err != nil {
 				done(ExitFailure)
 				return e.fail(err)
 			}
@@ -44,7 +45,16 @@ func init() {
 	})
 }
 
-// whoami names the caller in the module log ("root").
+// caller names who runs the command in the module log: the remote caller
+// ("rcmdadmin@10.0.0.1"), else the local user ("root").
+func (e *Env) caller() string {
+	if e.By != "" {
+		return e.By
+	}
+	return whoami()
+}
+
+// whoami is the local user ("root").
 func whoami() string {
 	if u, err := user.Current(); err == nil {
 		return u.Username
@@ -59,9 +69,11 @@ func runControl(e *Env, a *args) int {
 	if err != nil {
 		return e.usage(commands[action], "%v", err)
 	}
+	// -u names the caller for a local user (the console passes it); a
+	// remote caller is named as it authenticated.
 	by := a.get("-u")
-	if by == "" {
-		by = whoami()
+	if by == "" || e.By != "" {
+		by = e.caller()
 	}
 	done := e.logCommand(name, a.raw)
 	var snap module.Snapshot

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/safekit-oss/safekit/modules"
+	"github.com/safekit-oss/safekit/runtime/webauth"
 	"github.com/safekit-oss/safekit/safe"
 )
 
@@ -119,7 +120,7 @@ func getPorts(e *Env, a *args, mgr *modules.Manager) int {
 		}
 		cfg = readConfig(mod.Userconfig())
 	}
-	modules.PortsOf(id, cfg, modules.WebPort).Print(e.Stdout)
+	modules.PortsOf(id, cfg, webauth.HTTPPort(e.Roots)).Print(e.Stdout)
 	return ExitOK
 }
 

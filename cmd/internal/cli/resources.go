@@ -73,7 +73,7 @@ func runSet(e *Env, a *args) int {
 	res := a.get("-r")
 	by := a.get("-i")
 	if by == "" {
-		by = whoami()
+		by = e.caller()
 		if strings.HasPrefix(res, "custom.") {
 			by = "customscript"
 		}
@@ -104,7 +104,7 @@ func runSetting(e *Env, a *args) int {
 		return ExitUsage
 	}
 	done := e.logCommand(name, a.raw)
-	if err := e.daemon().do(context.Background(), http.MethodPost, "/v1/modules/"+name+"/setting", module.SettingRequest{Name: a.cmd, On: on, By: whoami()}, nil); err != nil {
+	if err := e.daemon().do(context.Background(), http.MethodPost, "/v1/modules/"+name+"/setting", module.SettingRequest{Name: a.cmd, On: on, By: e.caller()}, nil); err != nil {
 		done(ExitFailure)
 		return e.fail(err)
 	}

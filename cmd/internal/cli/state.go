@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/safekit-oss/safekit/runtime/daemon"
 	"github.com/safekit-oss/safekit/runtime/module"
@@ -130,7 +132,12 @@ func (e *Env) runInfoScript(name, script string) {
 	}
 }
 
-// runWait follows the module's state until the awaited one.
+// waitRetry is how often a wait command asks again for a module whose
+// process does not answer (safekitd is starting it again).
+const waitRetry = 200 * time.Millisecond
+
+// runWait follows the module's state until the awaited one, through a
+// restart of the module's process.
 func runWait(e *Env, a *args) int {
 	name, err := e.module(a)
 	if err != nil {
@@ -142,41 +149,38 @@ func runWait(e *Env, a *args) int {
 			return e.usage(commands[a.cmd], "waitstate needs the state to wait for")
 		}
 		want = strings.ToUpper(a.pos[0])
-		if stateCode(want) == ExitFailure {
+		switch want {
+		case "STOP", "WAIT", "ALONE", "PRIM", "SECOND", "UP":
+		default:
 			return e.usage(commands[a.cmd], "unknown state %q", a.pos[0])
 		}
 	}
-	code := ExitFailure
-	err = e.daemon().stream(context.Background(), "/v1/modules/"+name+"/events", func(raw json.RawMessage) bool {
-		var s module.Snapshot
-		if json.Unmarshal(raw, &s) != nil || s.Busy || s.Ready == "Transient" {
-			return true
-		}
-		switch a.cmd {
-		case "waitstop":
-			if s.State == "STOP" {
-				code = ExitOK
-				return false
+	code, over := ExitFailure, false
+	for !over {
+		err = e.daemon().stream(context.Background(), "/v1/modules/"+name+"/events", func(raw json.RawMessage) bool {
+			var s module.Snapshot
+			if json.Unmarshal(raw, &s) != nil || s.Busy || s.Ready == "Transient" {
+				return true
 			}
-		case "waitstart":
 			switch {
-			case s.State == "STOP":
+			case a.cmd == "waitstop" && s.State == "STOP",
+				a.cmd == "waitstart" && s.State != "STOP" && s.Ready == "Ready",
+				a.cmd == "waitstate" && string(s.State) == want:
+				code, over = ExitOK, true
+			case a.cmd == "waitstart" && s.State == "STOP":
 				fmt.Fprintf(e.Stderr, "Error: module %s is stopped\n", name)
-				return false
-			case s.Ready == "Ready":
-				code = ExitOK
-				return false
+				over = true
 			}
-		case "waitstate":
-			if string(s.State) == want {
-				code = ExitOK
-				return false
-			}
+			return !over
+		})
+		var ae *apiError
+		if err != nil && !(errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable) {
+			return e.fail(err)
 		}
-		return true
-	})
-	if err != nil {
-		return e.fail(err)
+		if !over {
+			// The process of the module ended, or does not answer yet.
+			time.Sleep(waitRetry)
+		}
 	}
 	return code
 }
