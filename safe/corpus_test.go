@@ -13,126 +13,25 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/safekit-oss/safekit/internal/corpus"
 	"github.com/safekit-oss/safekit/internal/testenv"
 )
 
 // The compat corpus holds third-party files: the tests read them in place
 // and never copy them into the repository.
 
-// corpusModule is one published .safe archive: the errors it gets as
-// shipped (the placeholders the console's wizard fills) and the edits that
-// fill them.
-type corpusModule struct {
-	os, name string
-	// shipped are the error diagnostics of conf/userconfig.xml as published.
-	shipped []string
-	// fill sets what an operator sets in the console before the first
-	// "Save and apply".
-	fill []edit
-	// windows is the Windows-module warning once filled; "" for Linux ones.
-	windows string
-}
+// corpusModule is one published .safe archive (see internal/corpus).
+type corpusModule struct{ corpus.Module }
 
-func (m corpusModule) key() string { return m.os + "/" + m.name }
-
-// edit replaces one match of re in userconfig.xml.
-type edit struct {
-	re   *regexp.Regexp
-	repl string
-}
-
-// setMacro gives a macro shipped empty its value.
-func setMacro(name, value string) edit {
-	return edit{regexp.MustCompile(`name="` + name + `"\s+value=""`), `name="` + name + `" value="` + value + `"`}
-}
-
-// set replaces text written once in the file, such as addr="".
-func set(old, new string) edit { return edit{regexp.MustCompile(regexp.QuoteMeta(old)), new} }
-
-const (
-	testVIP = "192.168.1.99"
-	winWarn = ": it is checked here, but safekit config refuses it on Linux"
-)
-
-var (
-	fillVIP      = set(`addr=""`, `addr="`+testVIP+`"`)
-	fillServices = setMacro("SERVICES", "svc1,svc2")
-)
-
-func shippedVIP(pos, macro string) string {
-	if macro == "" {
-		return "userconfig.xml:" + pos + ": <virtual_addr>: addr is empty: fill in the addr attribute (the module ships it empty for you to set)"
+var corpusModules = func() []corpusModule {
+	out := make([]corpusModule, len(corpus.Modules))
+	for i, m := range corpus.Modules {
+		out[i] = corpusModule{m}
 	}
-	return "userconfig.xml:" + pos + ": <virtual_addr>: addr is empty: set a value for macro " + macro
-}
+	return out
+}()
 
-// farmLB are the errors of the apache_farm and iis_farm templates.
-func farmLB(portMacro string) []string {
-	return []string{
-		"userconfig.xml:20:11: <virtual_addr>: addr is empty: set a value for macro VIRTUAL_IP (line 7)",
-		"userconfig.xml:27:9: <rule>: port is empty: set a value for macro " + portMacro + " (line 8)",
-		"userconfig.xml:35:7: <to>: addr is empty: set a value for macro VIRTUAL_IP (line 7)",
-		"userconfig.xml:35:7: <to>: port is empty: set a value for macro " + portMacro + " (line 8)",
-	}
-}
-
-var corpusModules = []corpusModule{
-	{os: "linux", name: "apache_farm", shipped: farmLB("APACHE_PORT"),
-		fill: []edit{setMacro("VIRTUAL_IP", testVIP), setMacro("APACHE_PORT", "80")}},
-	{os: "linux", name: "farm", fill: []edit{fillServices}},
-	{os: "linux", name: "firebird", shipped: []string{shippedVIP("18:16", "")}, fill: []edit{fillVIP}},
-	{os: "linux", name: "k3s", shipped: []string{shippedVIP("19:16", "VIRTUALIP (line 4)")},
-		fill: []edit{setMacro("VIRTUALIP", testVIP)}},
-	{os: "linux", name: "kvm"},
-	{os: "linux", name: "mirror", fill: []edit{fillServices}},
-	{os: "linux", name: "mysql", shipped: []string{shippedVIP("18:16", "")}, fill: []edit{fillVIP}},
-	{os: "linux", name: "oracle",
-		shipped: []string{
-			shippedVIP("18:11", ""),
-			"userconfig.xml:36:5: <replicated>: dir is empty: fill in the dir attribute (the module ships it empty for you to set)",
-		},
-		fill: []edit{fillVIP, set(`dir=""`, `dir="/u01/app/oracle/oradata"`)}},
-	{os: "linux", name: "postgresql", shipped: []string{shippedVIP("19:16", "")}, fill: []edit{fillVIP}},
-
-	{os: "windows", name: "SiveillanceVMS", shipped: []string{shippedVIP("21:13", "")}, fill: []edit{fillVIP},
-		windows: `userconfig.xml:28:7: <proc>: warning: this is a Windows module (process "sqlservr.exe")` + winWarn},
-	{os: "windows", name: "apache_farm", shipped: farmLB("APACHE_PORT"),
-		fill:    []edit{setMacro("VIRTUAL_IP", testVIP), setMacro("APACHE_PORT", "80")},
-		windows: "userconfig.xml: warning: this is a Windows module (script bin/module_scripts_utils.ps1)" + winWarn},
-	{os: "windows", name: "farm", fill: []edit{fillServices},
-		windows: "userconfig.xml: warning: this is a Windows module (script bin/module_scripts_utils.ps1)" + winWarn},
-	{os: "windows", name: "firebird", shipped: []string{shippedVIP("18:16", "")}, fill: []edit{fillVIP},
-		windows: `userconfig.xml:26:5: <proc>: warning: this is a Windows module (process "firebird.exe")` + winWarn},
-	{os: "windows", name: "hyperv",
-		shipped: []string{
-			"userconfig.xml:33:2: <replicated>: dir is empty: set a value for macro VM_PATH (line 2) and macro VM_NAME (line 3)",
-			"userconfig.xml:38:5: <custom>: ident is empty: fill in the ident attribute (the module ships it empty for you to set)",
-		},
-		fill:    []edit{setMacro("VM_PATH", `C:\Hyper-V`), setMacro("VM_NAME", "vm1"), set(`ident=""`, `ident="vm1"`)},
-		windows: `userconfig.xml:33:2: <replicated>: warning: this is a Windows module (replicated dir "C:\\Hyper-V\\vm1")` + winWarn},
-	{os: "windows", name: "iis_farm", shipped: farmLB("IIS_PORT"),
-		fill:    []edit{setMacro("VIRTUAL_IP", testVIP), setMacro("IIS_PORT", "80")},
-		windows: "userconfig.xml: warning: this is a Windows module (script bin/module_scripts_utils.ps1)" + winWarn},
-	{os: "windows", name: "milestone", shipped: []string{shippedVIP("21:13", "")}, fill: []edit{fillVIP},
-		windows: `userconfig.xml:28:7: <proc>: warning: this is a Windows module (process "sqlservr.exe")` + winWarn},
-	{os: "windows", name: "mirror", fill: []edit{fillServices},
-		windows: "userconfig.xml: warning: this is a Windows module (script bin/module_scripts_utils.ps1)" + winWarn},
-	{os: "windows", name: "mysql", shipped: []string{shippedVIP("18:16", "")}, fill: []edit{fillVIP},
-		windows: `userconfig.xml:25:5: <proc>: warning: this is a Windows module (process "mysqld.exe")` + winWarn},
-	{os: "windows", name: "nedap", shipped: []string{shippedVIP("20:5", "")}, fill: []edit{fillVIP},
-		windows: `userconfig.xml:28:3: <replicated>: warning: this is a Windows module (replicated dir "C:\\Program Files\\Microsoft SQL Server\\MSSQL13.MSSQLSERVER\\MSSQL\\Log")` + winWarn},
-	{os: "windows", name: "oracle",
-		shipped: []string{
-			shippedVIP("18:16", ""),
-			"userconfig.xml:36:5: <replicated>: dir is empty: fill in the dir attribute (the module ships it empty for you to set)",
-		},
-		fill:    []edit{fillVIP, set(`dir=""`, `dir="C:\app\oracle\oradata"`)},
-		windows: `userconfig.xml:29:5: <proc>: warning: this is a Windows module (process "oracle.exe")` + winWarn},
-	{os: "windows", name: "postgresql", shipped: []string{shippedVIP("23:16", "")}, fill: []edit{fillVIP},
-		windows: `userconfig.xml:31:5: <proc>: warning: this is a Windows module (process "pg_ctl.exe")` + winWarn},
-	{os: "windows", name: "sqlserver", shipped: []string{shippedVIP("18:16", "")}, fill: []edit{fillVIP},
-		windows: `userconfig.xml:26:5: <proc>: warning: this is a Windows module (process "sqlservr.exe")` + winWarn},
-}
+func (m corpusModule) key() string { return m.Key() }
 
 // readModule returns conf/userconfig.xml of a .safe archive and the names
 // of the files directly under bin/.
@@ -167,15 +66,12 @@ func readModule(t *testing.T, path string) ([]byte, []string) {
 	return conf, scripts
 }
 
-// filled applies the module's edits; each must match exactly once, so that
-// a new version of the module gets a new decision.
+// filled applies the module's edits.
 func (m corpusModule) filled(t *testing.T, data []byte) []byte {
 	t.Helper()
-	for _, e := range m.fill {
-		if n := len(e.re.FindAllIndex(data, -1)); n != 1 {
-			t.Fatalf("%s: %s matches %d times; want once", m.key(), e.re, n)
-		}
-		data = e.re.ReplaceAllLiteral(data, []byte(e.repl))
+	data, err := m.Filled(data)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return data
 }
@@ -193,7 +89,7 @@ func TestCorpusModules(t *testing.T) {
 	}
 	known := map[string]bool{}
 	for _, m := range corpusModules {
-		known[filepath.Join(corpus, "modules", m.os, m.name+".safe")] = true
+		known[filepath.Join(corpus, "modules", m.OS, m.Name+".safe")] = true
 	}
 	for _, a := range archives {
 		if !known[a] {
@@ -205,19 +101,19 @@ func TestCorpusModules(t *testing.T) {
 	}
 	for _, m := range corpusModules {
 		t.Run(m.key(), func(t *testing.T) {
-			data, scripts := readModule(t, filepath.Join(corpus, "modules", m.os, m.name+".safe"))
+			data, scripts := readModule(t, filepath.Join(corpus, "modules", m.OS, m.Name+".safe"))
 
 			shipped := m.parse(t, data, scripts)
-			if got := diagStrings(shipped.Diags.Errors()); !slices.Equal(got, m.shipped) {
-				t.Errorf("as shipped, errors:\n\t%s\nwant:\n\t%s", strings.Join(got, "\n\t"), strings.Join(m.shipped, "\n\t"))
+			if got := diagStrings(shipped.Diags.Errors()); !slices.Equal(got, m.Shipped) {
+				t.Errorf("as shipped, errors:\n\t%s\nwant:\n\t%s", strings.Join(got, "\n\t"), strings.Join(m.Shipped, "\n\t"))
 			}
 
 			u := m.parse(t, m.filled(t, data), scripts)
 			if got := diagStrings(u.Diags.Errors()); len(got) > 0 {
 				t.Errorf("filled, errors remain:\n\t%s", strings.Join(got, "\n\t"))
 			}
-			if u.Config.Windows != (m.os == "windows") {
-				t.Errorf("Config.Windows = %v for a %s module", u.Config.Windows, m.os)
+			if u.Config.Windows != (m.OS == "windows") {
+				t.Errorf("Config.Windows = %v for a %s module", u.Config.Windows, m.OS)
 			}
 			var winWarnings []string
 			for _, d := range u.Diags.Warnings() {
@@ -226,8 +122,8 @@ func TestCorpusModules(t *testing.T) {
 				}
 			}
 			var want []string
-			if m.windows != "" {
-				want = []string{m.windows}
+			if m.Windows != "" {
+				want = []string{m.Windows}
 			}
 			if !slices.Equal(winWarnings, want) {
 				t.Errorf("Windows warnings:\n\t%s\nwant:\n\t%s", strings.Join(winWarnings, "\n\t"), strings.Join(want, "\n\t"))

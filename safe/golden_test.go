@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/safekit-oss/safekit/internal/corpus"
 	"github.com/safekit-oss/safekit/internal/testenv"
 )
 
@@ -27,8 +28,8 @@ func goldenModules(t *testing.T) map[string]goldenModule {
 	corpus := testenv.CorpusDir(t)
 	out := map[string]goldenModule{}
 	for _, m := range corpusModules {
-		data, scripts := readModule(t, filepath.Join(corpus, "modules", m.os, m.name+".safe"))
-		out[m.key()] = goldenModule{m.os + "-" + m.name + ".json", m.parse(t, m.filled(t, data), scripts)}
+		data, scripts := readModule(t, filepath.Join(corpus, "modules", m.OS, m.Name+".safe"))
+		out[m.key()] = goldenModule{m.OS + "-" + m.Name + ".json", m.parse(t, m.filled(t, data), scripts)}
 	}
 	data, err := os.ReadFile(filepath.Join(corpus, "seed-kvm", "conf", "userconfig.xml"))
 	if err != nil {
@@ -84,7 +85,7 @@ func TestExpandedDocument(t *testing.T) {
 		{"linux/kvm", "//check/custom", "arg", "vm1"},
 		{"linux/k3s", "//errd/proc", "name", "mariadbd"},
 		{"linux/apache_farm", "//check/tcp/to", "port", "80"},
-		{"linux/apache_farm", "//vip//virtual_addr", "addr", testVIP},
+		{"linux/apache_farm", "//vip//virtual_addr", "addr", corpus.TestVIP},
 		{"windows/hyperv", "//rfs/replicated", "dir", `C:\Hyper-V\vm1`},
 		{"windows/hyperv", "//user/var[@name='NORMAL_STOP']", "value", "stop"},
 		{"seed-kvm", "//user/var[@name='VM_PATH']", "value", "/var/lib/libvirt/images/vm1"},
