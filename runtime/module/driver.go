@@ -54,6 +54,7 @@ type Driver struct {
 	status automaton.PeerStatus
 
 	peering *peering
+	farming *farming
 	// reloadCluster restarts the heartbeats after a cluster change.
 	reloadCluster func() error
 }
@@ -161,6 +162,9 @@ func (d *Driver) updateSnapshot() {
 		d.status = st
 		if d.peering != nil {
 			defer d.peering.h.Kick()
+		}
+		if d.farming != nil {
+			defer d.farming.m.Update()
 		}
 	}
 	d.snap = Snapshot{Module: d.mod.Name, Mode: string(d.cfg.Service.Mode), State: s, Ready: r, Busy: d.am.Busy(),

@@ -89,6 +89,12 @@ func Main(ctx context.Context, o Options) error {
 		}
 	}
 	defer d.stopPeering()
+	if cfg.Service.Mode == safe.ModeFarm && node != "" {
+		if err := d.joinFarm(o, cfg, node); err != nil {
+			modlog.Log(log, "vipd", "C", "Farm membership not started: %v", err)
+		}
+	}
+	defer d.leaveFarm()
 	d.reloadCluster = func() error {
 		_, _, hc, err := mirrorPeering(o, mod, cfg)
 		if err != nil {
@@ -214,4 +220,26 @@ func mirrorPeering(o Options, mod layout.Module, cfg *safe.Config) (node, peer s
 		return node, peer, nil, err
 	}
 	return node, peer, &c, nil
+}
+
+// joinFarm starts the farm membership of a farm module.
+func (d *Driver) joinFarm(o Options, cfg *safe.Config, node string) error {
+	cl, _, err := modules.LoadCluster(o.Roots)
+	if err != nil || cl == nil {
+		return fmt.Errorf("no usable cluster.xml: %v", err)
+	}
+	fc, err := farmConfig(o, cfg, cl, node)
+	if err != nil {
+		return err
+	}
+	return d.startFarming(fc)
+}
+
+// leaveFarm leaves the farm cleanly, so that the others recompute their
+// shares at once.
+func (d *Driver) leaveFarm() {
+	if d.farming != nil {
+		_ = d.farming.m.Leave(time.Second)
+		_ = d.farming.m.Stop()
+	}
 }
