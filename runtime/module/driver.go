@@ -194,9 +194,17 @@ func (d *Driver) Post(ctx context.Context, ev automaton.Event) error {
 	}
 }
 
-// post sends an internal event without waiting.
+// post sends an internal event without waiting; for events raised by the
+// loop itself, which must not block on its own queue.
 func (d *Driver) post(ev automaton.Event) {
 	go func() { d.events <- input{ev: ev} }()
+}
+
+// send queues an event in order: the heartbeats and the farm membership
+// call it from their own goroutine, so that the automaton sees their events
+// in the order they happened.
+func (d *Driver) send(ev automaton.Event) {
+	d.events <- input{ev: ev}
 }
 
 // LoopReached answers `safekit checkloop`.

@@ -105,6 +105,6 @@ func (f *farming) report(up []string) {
 			f.d.Logf("vipd", "E", "%s", l)
 		}
 		share := farm.Shares(g.Name, g.Index, g.Hosts, up)[f.node]
-		f.d.post(automaton.SetResource{Name: "farm." + g.Label(), Value: farm.Percent(share), By: "vipd", Quiet: true})
+		f.d.send(automaton.SetResource{Name: "farm." + g.Label(), Value: farm.Percent(share), By: "vipd", Quiet: true})
 	}
 }

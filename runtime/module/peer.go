@@ -127,19 +127,19 @@ func (p *peering) run(events <-chan heart.Event) {
 				continue
 			}
 			p.links[e.Ident] = up
-			p.d.post(automaton.HeartbeatLink{Ident: e.Ident, Up: up})
+			p.d.send(automaton.HeartbeatLink{Ident: e.Ident, Up: up})
 			alive := false
 			for _, u := range p.links {
 				alive = alive || u
 			}
 			if !alive && p.alive {
 				p.alive = false
-				p.d.post(automaton.Peer{Alive: false})
+				p.d.send(automaton.Peer{Alive: false})
 			}
 		case "status":
 			p.alive = true
 			st := e.Status
-			p.d.post(automaton.Peer{Alive: true, Name: e.Node, Status: automaton.PeerStatus{
+			p.d.send(automaton.Peer{Alive: true, Name: e.Node, Status: automaton.PeerStatus{
 				State: automaton.State(st.State), Ready: automaton.Readiness(st.Ready), UpToDate: st.UpToDate,
 				LastPrim: st.LastPrim, AloneCause: st.AloneCause, Swap: st.Swap, Swapping: st.Swapping,
 				Stopping: st.Stopping, Reintegrating: st.Reintegrating, FullSync: st.FullSync}})
