@@ -27,6 +27,11 @@ func (m *Module) Status() PeerStatus {
 		FullSync: m.fullSyncPeer}
 }
 
+// Remote is the peer as this node knows it: alive, its state, its name.
+func (m *Module) Remote() (alive bool, st PeerStatus, name string) {
+	return m.peerAlive, m.peer, m.cfg.PeerNode
+}
+
 func (m *Module) peerPrimary() bool {
 	return m.peerAlive && (m.peer.State == Prim || m.peer.State == Alone) && !m.peer.Swapping
 }

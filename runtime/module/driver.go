@@ -68,8 +68,19 @@ type Snapshot struct {
 	Busy      bool                `json:"busy"`
 	Resources [][2]string         `json:"resources"`
 	Persisted automaton.Persisted `json:"persisted"`
+	// Node is this node's name; Remote the peer of a mirror module as its
+	// heartbeats describe it (console and safekit state show both).
+	Node   string  `json:"node,omitempty"`
+	Remote *Remote `json:"remote,omitempty"`
 	// Seq increases at every change.
 	Seq uint64 `json:"seq"`
+}
+
+// Remote is the other node of a mirror module.
+type Remote struct {
+	Node  string `json:"node,omitempty"`
+	State string `json:"state"` // UNKNOWN when no heartbeat is received
+	Ready string `json:"ready"` // Unknown then
 }
 
 type checkerRun struct {
@@ -168,7 +179,14 @@ func (d *Driver) updateSnapshot() {
 		}
 	}
 	d.snap = Snapshot{Module: d.mod.Name, Mode: string(d.cfg.Service.Mode), State: s, Ready: r, Busy: d.am.Busy(),
-		Resources: d.am.Resources(), Persisted: d.am.Persisted(), Seq: d.snap.Seq + 1}
+		Resources: d.am.Resources(), Persisted: d.am.Persisted(), Node: d.acfg.Node, Seq: d.snap.Seq + 1}
+	if d.cfg.Service.Mode == safe.ModeMirror {
+		alive, ps, name := d.am.Remote()
+		d.snap.Remote = &Remote{Node: name, State: "UNKNOWN", Ready: "Unknown"}
+		if alive {
+			d.snap.Remote.State, d.snap.Remote.Ready = string(ps.State), string(ps.Ready)
+		}
+	}
 	for c := range d.subs {
 		select {
 		case <-c:

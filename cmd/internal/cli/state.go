@@ -57,14 +57,51 @@ func service(s module.Snapshot) string {
 	return "Unavailable"
 }
 
-// stateBlock renders the state of one module as safekit state prints it.
-func stateBlock(name, line string) string {
+// stateBlock renders the state of one module as safekit state prints it:
+// a title, the local state and, for a mirror, the remote one.
+func stateBlock(name string, local, remote stateLine) string {
 	title := fmt.Sprintf(" %s State ", name)
 	pad := (53 - len(title)) / 2
 	if pad < 3 {
 		pad = 3
 	}
-	return fmt.Sprintf("%s%s%s\n\n  Local  (127.0.0.1)    : %s\n", strings.Repeat("-", pad), title, strings.Repeat("-", pad), line)
+	b := fmt.Sprintf("%s%s%s\n\n", strings.Repeat("-", pad), title, strings.Repeat("-", pad))
+	b += local.render("Local ")
+	if remote.state != "" {
+		b += remote.render("Remote")
+	}
+	return b
+}
+
+// stateLine is one line of a state block.
+type stateLine struct{ node, state, service, ready string }
+
+func (l stateLine) render(side string) string {
+	who := l.node
+	if who == "" {
+		who = "this node"
+	}
+	if l.service == "" {
+		return fmt.Sprintf("  %s (%s)%s: %s (%s)\n", side, who, pad(who), l.state, l.ready)
+	}
+	return fmt.Sprintf("  %s (%s)%s: %s (Service : %s)(%s)\n", side, who, pad(who), l.state, l.service, l.ready)
+}
+
+func pad(s string) string {
+	if n := 16 - len(s); n > 0 {
+		return strings.Repeat(" ", n)
+	}
+	return " "
+}
+
+// lines of a module snapshot.
+func snapshotLines(s module.Snapshot) (stateLine, stateLine) {
+	local := stateLine{node: s.Node, state: string(s.State), service: service(s), ready: string(s.Ready)}
+	var remote stateLine
+	if s.Remote != nil {
+		remote = stateLine{node: s.Remote.Node, state: s.Remote.State, ready: s.Remote.Ready}
+	}
+	return local, remote
 }
 
 func runState(e *Env, a *args) int {
@@ -80,15 +117,17 @@ func runState(e *Env, a *args) int {
 			return e.fail(err)
 		}
 		for _, i := range infos {
-			if !i.Configured {
-				e.printf("%s", stateBlock(i.Name, "NOT CONFIGURED"))
+			var s module.Snapshot
+			if !i.Configured || c.do(ctx, http.MethodGet, "/v1/modules/"+i.Name+"/state", nil, &s) != nil {
+				state := "NOT CONFIGURED"
+				if i.Configured {
+					state = "STOP"
+				}
+				e.printf("%s", stateBlock(i.Name, stateLine{state: state, ready: "NotReady"}, stateLine{}))
 				continue
 			}
-			avail := "Unavailable"
-			if i.Ready == "Ready" && (i.State == "ALONE" || i.State == "PRIM" || i.State == "UP") {
-				avail = "Available"
-			}
-			e.printf("%s", stateBlock(i.Name, fmt.Sprintf("%s (Service : %s)(%s)", i.State, avail, i.Ready)))
+			local, remote := snapshotLines(s)
+			e.printf("%s", stateBlock(i.Name, local, remote))
 		}
 		return ExitOK
 	}
@@ -100,7 +139,8 @@ func runState(e *Env, a *args) int {
 		e.printf("%s %s\n", s.State, s.Ready)
 		return stateCode(string(s.State))
 	}
-	e.printf("%s", stateBlock(name, fmt.Sprintf("%s (Service : %s)(%s)", s.State, service(s), s.Ready)))
+	local, remote := snapshotLines(s)
+	e.printf("%s", stateBlock(name, local, remote))
 	if a.has("-v") {
 		e.printf("\nResources:\n")
 		for _, r := range s.Resources {
