@@ -11,7 +11,12 @@ require (
 	go.etcd.io/bbolt v1.5.0
 )
 
-require github.com/hanwen/go-fuse/v2 v2.12.1 // indirect
+require (
+	github.com/cespare/xxhash/v2 v2.3.0
+	github.com/hanwen/go-fuse/v2 v2.12.1
+)
+
+require libvirt.org/go/libvirtxml v1.12008.0
 
 require (
 	github.com/google/btree v1.1.3 // indirect
@@ -28,6 +33,6 @@ require (
 	github.com/sean-/seed v0.0.0-20170313163322-e2103e2c3529 // indirect
 	golang.org/x/crypto v0.59.0
 	golang.org/x/net v0.62.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/sys v0.50.0
 	golang.org/x/tools v0.48.0 // indirect
 )

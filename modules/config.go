@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/safekit-oss/safekit/modules/kvmadvice"
 	"github.com/safekit-oss/safekit/modules/layout"
 	"github.com/safekit-oss/safekit/runtime/scripts"
 	"github.com/safekit-oss/safekit/safe"
@@ -71,6 +72,13 @@ func (m *Manager) check(mod layout.Module, dir string) (*safe.Userconfig, error)
 	u := safe.ParseUserconfig(data, safe.Options{File: file, Cluster: cl, Env: env, Scripts: scriptNames})
 	if err := u.Diags.Err(); err != nil {
 		return u, fmt.Errorf("configuration of module %s has errors:\n%w", mod.Name, err)
+	}
+	domains := m.Domains
+	if domains == nil {
+		domains = kvmadvice.Libvirt
+	}
+	for _, w := range kvmadvice.Advise(u.Config, domains) {
+		u.Diags = append(u.Diags, safe.Diagnostic{File: file, Element: "user", Severity: safe.Warning, Msg: w})
 	}
 	return u, nil
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/safekit-oss/safekit/modules/kvmadvice"
 	"github.com/safekit-oss/safekit/modules/layout"
 	"github.com/safekit-oss/safekit/safe"
 	"github.com/safekit-oss/safekit/safe/archive"
@@ -36,6 +37,9 @@ type Manager struct {
 	Guard func(module, op string) error
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Domains reads the libvirt domain of a KVM module for the
+	// configuration advice; default kvmadvice.Libvirt.
+	Domains kvmadvice.Source
 }
 
 // NewManager returns a Manager for roots with the defaults filled in.
