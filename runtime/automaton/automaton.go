@@ -81,6 +81,11 @@ type Module struct {
 	// fullSyncPeer: `prim fullsync` asks the next secondary for a full
 	// resynchronisation.
 	fullSyncPeer bool
+	// replLost: file replication dropped the secondary; the primary goes
+	// ALONE as soon as it rests.
+	replLost string
+	// degraded: file replication broke on this primary.
+	degraded bool
 
 	now time.Time
 	out []Action
@@ -149,6 +154,10 @@ func (m *Module) Step(now time.Time, ev Event) ([]Action, error) {
 		m.resyncDone(e)
 	case WitnessResult:
 		m.witness(e.Reachable)
+	case ReplicationLost:
+		m.replicationLost(e.Reason)
+	case ReplicationDegraded:
+		m.replicationDegraded(e.Reason)
 	}
 	m.run()
 	return m.out, err
@@ -333,6 +342,7 @@ func (m *Module) forcedStopSteps(action string) []step {
 	steps = append(steps,
 		do(func() { m.closeWindow("pre") }),
 		m.script("poststop", m.cfg.ForceStopTimeout, string(Wait), string(Stop), action),
+		m.rfs(UnmountReplicated{}),
 		m.script("transition", m.cfg.ForceStopTimeout, string(Wait), string(Stop), action),
 		do(func() {
 			m.emit(CancelTimer{Name: TimerHeartbeat})
@@ -392,6 +402,7 @@ func (m *Module) Resources() [][2]string {
 	}
 	if m.cfg.HasRFS {
 		all["rfs.uptodate"] = upDown(m.p.UpToDate)
+		all["rfs.degraded"] = upDown(m.degraded)
 	}
 	if m.cfg.Mode == Mirror {
 		all["state.remote"] = "UNKNOWN"

@@ -28,6 +28,7 @@ import (
 //	link <ident> up|down                   one heartbeat
 //	resync ok|fail [err=msg]               end of a resynchronisation
 //	witness reachable|unreachable          answer of the split-brain witness
+//	replication lost|degraded <reason>     file replication dropped the secondary / broke here
 //	status                                 what the heartbeats send
 //	state | resources | persisted
 //
@@ -105,7 +106,7 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 			return h.step(Peer{Alive: false})
 		}
 		ps := PeerStatus{State: State(d.CmdArgs[0].Key), Ready: Ready, UpToDate: d.HasArg("uptodate"), LastPrim: d.HasArg("lastprim"),
-			Swapping: d.HasArg("swapping"), Stopping: d.HasArg("stopping"), Reintegrating: d.HasArg("reintegrating"), FullSync: d.HasArg("fullsync")}
+			Swapping: d.HasArg("swapping"), Stopping: d.HasArg("stopping"), Degraded: d.HasArg("degraded"), Reintegrating: d.HasArg("reintegrating"), FullSync: d.HasArg("fullsync")}
 		var ready string
 		if d.MaybeScanArgs(t, "ready", &ready) {
 			ps.Ready = Readiness(ready)
@@ -119,6 +120,16 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 		e := ResyncDone{ID: h.resync, OK: d.CmdArgs[0].Key == "ok"}
 		d.MaybeScanArgs(t, "err", &e.Err)
 		return h.step(e)
+	case "replication":
+		// replication lost <reason> | replication degraded <reason>
+		reason := ""
+		if len(d.CmdArgs) > 1 {
+			reason = d.CmdArgs[1].Key
+		}
+		if d.CmdArgs[0].Key == "degraded" {
+			return h.step(ReplicationDegraded{Reason: reason})
+		}
+		return h.step(ReplicationLost{Reason: reason})
 	case "witness":
 		return h.step(WitnessResult{Reachable: d.CmdArgs[0].Key == "reachable"})
 	case "status":
@@ -273,6 +284,16 @@ func (h *harness) step(ev Event) string {
 			b.WriteString("resync cancelled\n")
 		case CheckWitness:
 			b.WriteString("check witness\n")
+		case MountReplicated:
+			b.WriteString("rfs mount\n")
+		case UnmountReplicated:
+			b.WriteString("rfs unmount\n")
+		case ReplicationRole:
+			if a.Primary {
+				b.WriteString("rfs role primary\n")
+			} else {
+				b.WriteString("rfs role secondary\n")
+			}
 		default:
 			fmt.Fprintf(&b, "%T %+v\n", a, a)
 		}

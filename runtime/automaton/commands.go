@@ -212,7 +212,9 @@ func (m *Module) start(action string) {
 	m.hbExpired, m.hbArmed = false, false
 	m.waitRule = ""
 	m.setState(Wait, Transient)
+	m.degraded = false
 	m.plan = append(m.plan,
+		m.rfs(MountReplicated{}),
 		m.script("transition", m.cfg.ForceStopTimeout, string(Stop), string(Wait), action),
 		m.script("prestart", m.cfg.ForceStopTimeout, string(Stop), string(Wait), action),
 		do(func() { m.openWindow("pre") }),
@@ -250,6 +252,9 @@ func (m *Module) enter(s State, action string) {
 		m.hbArmed = false
 	}
 	m.setState(s, Transient)
+	if s == Alone || s == Prim {
+		m.plan = append(m.plan, m.rfs(ReplicationRole{Primary: true}))
+	}
 	m.plan = append(m.plan, m.script("transition", m.cfg.ForceStopTimeout, string(Wait), string(s), action))
 	m.plan = append(m.plan, m.startSteps(Wait, s, action)...)
 	m.plan = append(m.plan, do(func() {
@@ -296,6 +301,47 @@ func (m *Module) stop(action string) {
 		m.setState(Wait, Transient)
 	}
 	m.plan = append(m.plan, m.forcedStopSteps(action)...)
+}
+
+// rfs is a step that emits a replication action when the module has
+// replicated directories.
+func (m *Module) rfs(a Action) step {
+	return do(func() {
+		if m.cfg.HasRFS {
+			m.emit(a)
+		}
+	})
+}
+
+// replicationLost: file replication dropped the secondary. The primary
+// goes on ALONE; a secondary resynchronises.
+func (m *Module) replicationLost(reason string) {
+	switch m.state {
+	case Prim:
+		m.logf("nfsadmin", "E", "Secondary dropped by file replication: %s", reason)
+		m.replLost = reason
+	case Second:
+		if !m.resyncing {
+			m.logf("nfsadmin", "E", "Replication from the primary lost: %s; resynchronising", reason)
+			m.p.UpToDate = false
+			m.save()
+			m.setState(Second, Transient)
+			m.startResync()
+		}
+	}
+}
+
+// replicationDegraded: replication broke on this primary (SafeKit's
+// degraded mode): it stays primary, ALONE; stop and start it to repair.
+func (m *Module) replicationDegraded(reason string) {
+	if m.degraded {
+		return
+	}
+	m.degraded = true
+	m.logf("nfsadmin", "C", "Resource rfs.degraded set to up by nfsadmin: %s", reason)
+	if m.state == Prim {
+		m.replLost = "degraded: " + reason
+	}
 }
 
 // recover stops, with the forced calls of the stop scripts, an application

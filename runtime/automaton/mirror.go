@@ -22,7 +22,7 @@ package automaton
 
 // Status is what the heartbeats tell the peer about this module.
 func (m *Module) Status() PeerStatus {
-	return PeerStatus{State: m.state, Ready: m.ready, UpToDate: m.p.UpToDate, LastPrim: m.p.LastPrim,
+	return PeerStatus{State: m.state, Ready: m.ready, UpToDate: m.p.UpToDate, LastPrim: m.p.LastPrim, Degraded: m.degraded,
 		AloneCause: m.p.AloneCause, Swap: m.swapReq, Swapping: m.swapping, Stopping: m.stopping, Reintegrating: m.p.Reintegrating,
 		FullSync: m.fullSyncPeer}
 }
@@ -91,6 +91,8 @@ func (m *Module) settle() bool {
 		switch m.waitRule {
 		case "notuptodate_server", "failover-off":
 			release = m.peerPrimary()
+		case "degraded_server":
+			release = !m.peerAlive || !m.peer.Degraded
 		case "splitbrain_failure":
 			release = m.peerAlive
 		case "":
@@ -106,7 +108,10 @@ func (m *Module) settle() bool {
 			return false
 		}
 		switch {
-		case m.peerAlive && p.State == Second && !p.Swapping:
+		case m.peerAlive && p.State == Second && !p.Swapping && !m.degraded && (!m.cfg.HasRFS || p.Reintegrating || p.Ready != Ready):
+			// With replicated data, only a secondary that (re)synchronises
+			// from this node is its secondary: after file replication
+			// dropped it, this node stays ALONE until it resynchronises.
 			m.toPrim()
 			return true
 		case m.peerAlive && p.State == Alone && p.Ready == Ready:
@@ -119,6 +124,11 @@ func (m *Module) settle() bool {
 			return false
 		}
 		switch {
+		case m.replLost != "":
+			why := m.replLost
+			m.replLost = ""
+			m.loseBy("nfsadmin", why)
+			return true
 		case !m.peerAlive:
 			m.lose("no heartbeat")
 			return true
@@ -190,6 +200,11 @@ func (m *Module) decideMirror() {
 		m.forcePrim = false
 		m.p.UpToDate, m.p.Reintegrating, m.p.AloneCause = true, false, "start"
 		m.enter(Alone, "start")
+	case m.peerPrimary() && m.peer.Degraded && m.cfg.HasRFS:
+		if m.waitRule != "degraded_server" {
+			m.logf("heart", "E", "Action wait from failover rule degraded_server")
+			m.holdWait("degraded_server")
+		}
 	case m.peerPrimary():
 		m.failoverHold = false
 		m.enterSecond()
@@ -332,12 +347,15 @@ func (m *Module) toPrim() {
 }
 
 // lose: PRIM -> ALONE when the secondary stopped or was lost.
-func (m *Module) lose(why string) {
+func (m *Module) lose(why string) { m.loseBy("heart", why) }
+
+// loseBy: PRIM -> ALONE, called by heart or nfsadmin (file replication).
+func (m *Module) loseBy(by, why string) {
 	if why == "no heartbeat" && m.cfg.Witness {
 		m.askWitness("lose")
 		return
 	}
-	m.logf("heart", "E", "Action alone called by heart: %s", why)
+	m.logf("heart", "E", "Action alone called by %s: %s", by, why)
 	m.setState(Prim, Transient)
 	m.plan = append(m.plan,
 		m.script("transition", m.cfg.ForceStopTimeout, string(Prim), string(Alone), "start"),
@@ -373,6 +391,7 @@ func (m *Module) failover(why string) {
 	m.setState(Second, Transient)
 	m.plan = append(m.plan, do(func() { m.closeWindow("second") }),
 		m.script("stop_second", m.cfg.NiceStopTimeout, string(Second), string(Alone), "start"),
+		m.rfs(ReplicationRole{Primary: true}),
 		m.script("transition", m.cfg.ForceStopTimeout, string(Second), string(Alone), "start"),
 		m.script("start_prim", 0, string(Second), string(Alone), "start"),
 		do(func() { m.openWindow("prim") }),
@@ -387,7 +406,8 @@ func (m *Module) failover(why string) {
 func (m *Module) leaveToWait(from State, action string) {
 	m.setState(from, Transient)
 	m.plan = append(m.plan, m.leaveSteps(from, Wait, action, true)...)
-	m.plan = append(m.plan, m.script("transition", m.cfg.ForceStopTimeout, string(from), string(Wait), action))
+	m.plan = append(m.plan, m.rfs(ReplicationRole{Primary: false}),
+		m.script("transition", m.cfg.ForceStopTimeout, string(from), string(Wait), action))
 }
 
 // swapOut: the primary gives up PRIM; the peer takes over, then this node
@@ -396,6 +416,7 @@ func (m *Module) swapOut() {
 	m.setState(Prim, Transient)
 	m.plan = append(m.plan, m.leaveSteps(Prim, Second, "swap", true)...)
 	m.plan = append(m.plan,
+		m.rfs(ReplicationRole{Primary: false}),
 		m.script("transition", m.cfg.ForceStopTimeout, string(Prim), string(Second), "swap"),
 		do(func() {
 			m.swapping = true
@@ -407,7 +428,7 @@ func (m *Module) finishSwapOut() {
 	m.plan = append(m.plan, m.script("start_second", 0, string(Prim), string(Second), "swap"),
 		do(func() { m.openWindow("second") }),
 		m.script("start_sec", 0, string(Prim), string(Second), "swap"),
-		do(m.secondReady))
+		do(m.startResync))
 }
 
 // swapIn: the secondary takes over from a primary that left for a swap.
@@ -418,6 +439,7 @@ func (m *Module) swapIn() {
 		m.script("stop_sec", m.cfg.NiceStopTimeout, string(Second), string(Prim), "swap"),
 		do(func() { m.closeWindow("second") }),
 		m.script("stop_second", m.cfg.NiceStopTimeout, string(Second), string(Prim), "swap"),
+		m.rfs(ReplicationRole{Primary: true}),
 		m.script("transition", m.cfg.ForceStopTimeout, string(Second), string(Prim), "swap"),
 		m.script("start_prim", 0, string(Second), string(Prim), "swap"),
 		do(func() { m.openWindow("prim") }),

@@ -213,6 +213,9 @@ type PeerStatus struct {
 	// FullSync: the peer (primary) asks for a full resynchronisation
 	// (safekit prim fullsync).
 	FullSync bool
+	// Degraded: file replication broke on the peer (primary): it cannot
+	// take a secondary until it is stopped and started again.
+	Degraded bool
 }
 
 // Peer reports a change seen through the heartbeats: the peer's status, or
@@ -243,24 +246,36 @@ type ResyncDone struct {
 // answered.
 type WitnessResult struct{ Reachable bool }
 
+// ReplicationLost reports, on the primary, that the secondary was dropped
+// by file replication (no acknowledgement within locktimeout, a broken
+// connection...): the module goes on ALONE, and the secondary resynchronises
+// from the writes it missed.
+type ReplicationLost struct{ Reason string }
+
+// ReplicationDegraded reports, on the primary, that replication broke on
+// this node (SafeKit's "degraded"): the module stays primary, ALONE.
+type ReplicationDegraded struct{ Reason string }
+
 // TimerExpired reports the end of a SetTimer.
 type TimerExpired struct{ Name string }
 
 // Tick is sent every Period: it evaluates the failover rules.
 type Tick struct{}
 
-func (Command) event()       {}
-func (ScriptDone) event()    {}
-func (SetResource) event()   {}
-func (Setting) event()       {}
-func (Loop) event()          {}
-func (TimerExpired) event()  {}
-func (Recover) event()       {}
-func (Peer) event()          {}
-func (HeartbeatLink) event() {}
-func (ResyncDone) event()    {}
-func (WitnessResult) event() {}
-func (Tick) event()          {}
+func (Command) event()             {}
+func (ScriptDone) event()          {}
+func (SetResource) event()         {}
+func (Setting) event()             {}
+func (Loop) event()                {}
+func (TimerExpired) event()        {}
+func (Recover) event()             {}
+func (Peer) event()                {}
+func (HeartbeatLink) event()       {}
+func (ResyncDone) event()          {}
+func (WitnessResult) event()       {}
+func (ReplicationLost) event()     {}
+func (ReplicationDegraded) event() {}
+func (Tick) event()                {}
 
 // Action is an output of the automaton, executed by the driver.
 type Action interface{ action() }
@@ -321,21 +336,36 @@ type CancelResync struct{ ID int }
 // answers with WitnessResult.
 type CheckWitness struct{}
 
+// MountReplicated mounts the replicated directories (read-only: the
+// secondary role) when a module with <rfs> starts.
+type MountReplicated struct{}
+
+// ReplicationRole makes the replicated directories writable (Primary) or
+// read-only again.
+type ReplicationRole struct{ Primary bool }
+
+// UnmountReplicated stops the processes still using the replicated
+// directories and unmounts them when the module stops.
+type UnmountReplicated struct{}
+
 // Save asks the driver to persist the record.
 type Save struct{ Persisted Persisted }
 
-func (RunScript) action()    {}
-func (KillScript) action()   {}
-func (StartChecker) action() {}
-func (StopChecker) action()  {}
-func (SetState) action()     {}
-func (Log) action()          {}
-func (SetTimer) action()     {}
-func (CancelTimer) action()  {}
-func (Save) action()         {}
-func (Resync) action()       {}
-func (CancelResync) action() {}
-func (CheckWitness) action() {}
+func (RunScript) action()         {}
+func (KillScript) action()        {}
+func (StartChecker) action()      {}
+func (StopChecker) action()       {}
+func (SetState) action()          {}
+func (Log) action()               {}
+func (SetTimer) action()          {}
+func (CancelTimer) action()       {}
+func (Save) action()              {}
+func (Resync) action()            {}
+func (CancelResync) action()      {}
+func (CheckWitness) action()      {}
+func (MountReplicated) action()   {}
+func (ReplicationRole) action()   {}
+func (UnmountReplicated) action() {}
 
 // Refused is the error of a command that cannot run in the current state.
 type Refused struct{ Msg string }

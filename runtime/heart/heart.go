@@ -39,6 +39,7 @@ type Status struct {
 	Swapping bool `json:"swapping,omitempty"`
 	Stopping bool `json:"stopping,omitempty"`
 	FullSync bool `json:"fullsync,omitempty"`
+	Degraded bool `json:"degraded,omitempty"`
 }
 
 // packet is the wire form (JSON, then the HMAC when keyed).

@@ -115,7 +115,7 @@ func (d *Driver) heartStatus() heart.Status {
 	s := d.status
 	return heart.Status{State: string(s.State), Ready: string(s.Ready), UpToDate: s.UpToDate, LastPrim: s.LastPrim,
 		AloneCause: s.AloneCause, Swap: s.Swap, Swapping: s.Swapping, Stopping: s.Stopping,
-		Reintegrating: s.Reintegrating, FullSync: s.FullSync}
+		Reintegrating: s.Reintegrating, FullSync: s.FullSync, Degraded: s.Degraded}
 }
 
 func (p *peering) run(events <-chan heart.Event) {
@@ -142,7 +142,7 @@ func (p *peering) run(events <-chan heart.Event) {
 			p.d.send(automaton.Peer{Alive: true, Name: e.Node, Status: automaton.PeerStatus{
 				State: automaton.State(st.State), Ready: automaton.Readiness(st.Ready), UpToDate: st.UpToDate,
 				LastPrim: st.LastPrim, AloneCause: st.AloneCause, Swap: st.Swap, Swapping: st.Swapping,
-				Stopping: st.Stopping, Reintegrating: st.Reintegrating, FullSync: st.FullSync}})
+				Stopping: st.Stopping, Reintegrating: st.Reintegrating, FullSync: st.FullSync, Degraded: st.Degraded}})
 		case "drop":
 			p.mu.Lock()
 			p.dropped[e.Reason]++
