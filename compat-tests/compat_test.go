@@ -27,7 +27,13 @@ var binDir string
 // privateDirs are the system directories that module scripts may write
 // to; in the private mount namespace of the tests they are empty tmpfs, so
 // that scenarios never change the machine.
-var privateDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/var/lib/libvirt"}
+var privateDirs = []string{"/etc/systemd/system", "/run/systemd/system"}
+
+// overlaidDirs get a copy-on-write overlay in the private mount namespace:
+// the replicated directories the published modules name (/var/lib/mysql,
+// /var/lib/libvirt/images/vm1, /opt/firebird/...) must exist for `safekit
+// config`, and the tests create them there without changing the machine.
+var overlaidDirs = []string{"/var", "/opt"}
 
 func TestMain(m *testing.M) {
 	if reexecInMountNamespace() {
@@ -72,6 +78,26 @@ func reexecInMountNamespace() bool {
 			// change the machine.
 			if st, err := os.Stat(d); err == nil && st.IsDir() {
 				_ = syscall.Mount("tmpfs", d, "tmpfs", 0, "mode=0755")
+			}
+		}
+		scratch, err := os.MkdirTemp("", "safekit-compat-ovl-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		// A tmpfs holds the upper layers, so that they go away with the
+		// namespace.
+		if err := syscall.Mount("tmpfs", scratch, "tmpfs", 0, "mode=0700"); err != nil {
+			fmt.Fprintln(os.Stderr, "tmpfs for the overlays:", err)
+			os.Exit(1)
+		}
+		for i, d := range overlaidDirs {
+			up, work := filepath.Join(scratch, fmt.Sprint(i), "up"), filepath.Join(scratch, fmt.Sprint(i), "work")
+			_ = os.MkdirAll(up, 0o755)
+			_ = os.MkdirAll(work, 0o755)
+			if err := syscall.Mount("overlay", d, "overlay", 0, "lowerdir="+d+",upperdir="+up+",workdir="+work); err != nil {
+				fmt.Fprintf(os.Stderr, "overlay on %s: %v\n", d, err)
+				os.Exit(1)
 			}
 		}
 		return false

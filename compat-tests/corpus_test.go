@@ -10,6 +10,7 @@ import (
 
 	"github.com/safekit-oss/safekit/internal/corpus"
 	"github.com/safekit-oss/safekit/internal/testenv"
+	"github.com/safekit-oss/safekit/safe"
 )
 
 // TestCorpusInstallConfigure installs every published module of the corpus
@@ -21,6 +22,11 @@ import (
 // with its output. Scripts run against stand-in systemctl and virsh.
 func TestCorpusInstallConfigure(t *testing.T) {
 	dir := testenv.CorpusDir(t)
+	if os.Getenv("SAFEKIT_MNTNS") == "" {
+		// config renames the replicated directories, which must exist:
+		// they are created in the tests' private mount namespace.
+		testenv.Need(t, "root, for the private mount namespace where the replicated directories are created")
+	}
 	root := t.TempDir()
 	stubDir := filepath.Join(root, "stubs")
 	if err := writeStubs(stubDir); err != nil {
@@ -97,9 +103,17 @@ func TestCorpusInstallConfigure(t *testing.T) {
 				}
 				return
 			}
+			makeReplicatedDirs(t, filled)
 			if configureLinux(t, safekit, name, root) {
 				postconfigFailures++
 			}
+			// Two modules may not replicate the same directory (k3s and
+			// mysql both name /var/lib/mysql): deconfigure, which also
+			// restores the directories.
+			if _, stderr, code := safekit("deconfig", "-m", name); code != 0 {
+				t.Fatalf("deconfig: %s", stderr)
+			}
+			checkRestored(t, filled)
 		})
 	}
 }
@@ -172,4 +186,39 @@ func errorLines(stderr, conf string) []string {
 		}
 	}
 	return out
+}
+
+// makeReplicatedDirs creates the directories a module replicates (in the
+// private mount namespace of the tests), as an operator does before
+// configuring it.
+func makeReplicatedDirs(t *testing.T, userconfig []byte) {
+	t.Helper()
+	u := safe.ParseUserconfig(userconfig, safe.Options{})
+	if u.Config.RFS == nil {
+		return
+	}
+	for _, r := range u.Config.RFS.Replicated {
+		if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkRestored asserts that deconfig gave the replicated directories back:
+// real directories again, no symlink, no renamed copy.
+func checkRestored(t *testing.T, userconfig []byte) {
+	t.Helper()
+	u := safe.ParseUserconfig(userconfig, safe.Options{})
+	if u.Config.RFS == nil {
+		return
+	}
+	for _, r := range u.Config.RFS.Replicated {
+		st, err := os.Lstat(r.Dir)
+		if err != nil || !st.IsDir() {
+			t.Errorf("after deconfig, %s is not a directory (%v)", r.Dir, err)
+		}
+		if _, err := os.Lstat(r.Dir + u.Config.RFS.MountOverSuffix); err == nil {
+			t.Errorf("after deconfig, %s%s is still there", r.Dir, u.Config.RFS.MountOverSuffix)
+		}
+	}
 }

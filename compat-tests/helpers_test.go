@@ -218,7 +218,15 @@ func cmdGone(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	ts.Check(err)
-	alive := syscall.Kill(pid, 0) == nil && !isZombie(pid)
+	// A process just killed takes a moment to become a zombie: wait a
+	// little for it to be gone.
+	alive := true
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		alive = syscall.Kill(pid, 0) == nil && !isZombie(pid)
+		if !alive || neg || time.Now().After(deadline) {
+			break
+		}
+	}
 	if alive != neg {
 		ts.Fatalf("process %d (from %s): running=%v", pid, args[0], alive)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/safekit-oss/safekit/modules/kvmadvice"
 	"github.com/safekit-oss/safekit/modules/layout"
+	"github.com/safekit-oss/safekit/runtime/rfs"
 	"github.com/safekit-oss/safekit/runtime/scripts"
 	"github.com/safekit-oss/safekit/safe"
 	"github.com/safekit-oss/safekit/safe/archive"
@@ -165,7 +166,16 @@ func (m *Manager) Configure(ctx context.Context, name string) (safe.Diagnostics,
 		}
 		return u.Diags, err
 	}
+	undoDirs, err := m.configureReplicated(mod, cfg, previous, hadPrevious)
+	if err != nil {
+		_ = os.RemoveAll(mod.Private())
+		if hadPrevious {
+			_ = os.Rename(previous, mod.Private())
+		}
+		return u.Diags, fmt.Errorf("configure %s: %w", name, err)
+	}
 	rollback := func() {
+		undoDirs()
 		_ = os.RemoveAll(mod.Private())
 		if hadPrevious {
 			_ = os.Rename(previous, mod.Private())
@@ -318,6 +328,11 @@ func (m *Manager) Deconfigure(name string) error {
 	if res, ran := m.runConfigScript(context.Background(), mod, cfg, "deconfig"); ran && !res.OK() {
 		m.printf("warning: script deconfig of module %s failed (%s); the configuration is removed anyway\n", name, res.Describe())
 	}
+	if cfg.RFS != nil && !cfg.Windows {
+		if err := rfs.Deconfigure(cfg.RFS.Replicated, cfg.RFS.MountOverSuffix); err != nil {
+			return fmt.Errorf("deconfigure %s: the replicated directories could not be restored, the configuration is kept: %w", name, err)
+		}
+	}
 	return os.RemoveAll(mod.Private())
 }
 
@@ -421,4 +436,87 @@ func copyTree(src, dst string) error {
 			return fmt.Errorf("%s is not a regular file: a module holds only files and directories", p)
 		}
 	})
+}
+
+// configureReplicated renames the replicated directories of the new
+// configuration (rfs.Configure: /a/dir becomes a symlink to
+// /a/dir_For_SafeKit_Replication) and restores those the previous
+// configuration replicated and the new one does not. It returns what undoes
+// its changes if a later step of the configuration fails.
+func (m *Manager) configureReplicated(mod layout.Module, cfg *safe.Config, previous string, hadPrevious bool) (func(), error) {
+	var old *safe.RFS
+	if hadPrevious {
+		if data, err := os.ReadFile(filepath.Join(previous, "conf", "safeconf.xml")); err == nil {
+			old = safe.ParseUserconfig(data, safe.Options{}).Config.RFS
+		}
+	}
+	var newDirs []safe.Replicated
+	suffix := ""
+	if cfg.RFS != nil {
+		newDirs, suffix = cfg.RFS.Replicated, cfg.RFS.MountOverSuffix
+	}
+	var fresh []safe.Replicated
+	for _, d := range newDirs {
+		if old == nil || !hasDir(old.Replicated, d.Dir) || old.MountOverSuffix != suffix {
+			fresh = append(fresh, d)
+		}
+	}
+	if len(fresh) > 0 {
+		others, err := m.otherReplicatedDirs(mod.Name)
+		if err != nil {
+			return nil, err
+		}
+		if err := rfs.Configure(fresh, suffix, others); err != nil {
+			return nil, err
+		}
+	}
+	if old != nil {
+		var gone []safe.Replicated
+		for _, d := range old.Replicated {
+			if !hasDir(newDirs, d.Dir) || old.MountOverSuffix != suffix {
+				gone = append(gone, d)
+			}
+		}
+		if len(gone) > 0 {
+			if err := rfs.Deconfigure(gone, old.MountOverSuffix); err != nil {
+				_ = rfs.Deconfigure(fresh, suffix)
+				return nil, err
+			}
+		}
+	}
+	return func() { _ = rfs.Deconfigure(fresh, suffix) }, nil
+}
+
+func hasDir(dirs []safe.Replicated, dir string) bool {
+	for _, d := range dirs {
+		if d.Dir == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// otherReplicatedDirs lists the directories that the other configured
+// modules of this node replicate: two modules may not share one.
+func (m *Manager) otherReplicatedDirs(name string) ([]string, error) {
+	infos, err := m.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, i := range infos {
+		if i.Name == name || !i.Configured {
+			continue
+		}
+		data, err := os.ReadFile(m.Roots.Module(i.Name).SafeConf())
+		if err != nil {
+			continue
+		}
+		if r := safe.ParseUserconfig(data, safe.Options{}).Config.RFS; r != nil {
+			for _, d := range r.Replicated {
+				out = append(out, d.Dir)
+			}
+		}
+	}
+	return out, nil
 }

@@ -200,7 +200,7 @@ var (
 				}},
 		}}
 
-	rfsSpec = &elemSpec{tag: "rfs", notEnforced: "files are not replicated by this version yet", doc: "real-time file replication (mirror only)",
+	rfsSpec = &elemSpec{tag: "rfs", doc: "real-time file replication (mirror only)",
 		attrs: []attrSpec{
 			onOff("acl", "off", "replicate ACLs"),
 			enumAttr("async", "second", []string{"second", "none"}, "second: the secondary acknowledges on receipt; none: after its write"),

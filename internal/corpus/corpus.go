@@ -84,7 +84,7 @@ var Modules = []Module{
 			shippedVIP("18:11", ""),
 			"userconfig.xml:36:5: <replicated>: dir is empty: fill in the dir attribute (the module ships it empty for you to set)",
 		},
-		Fill: []Edit{fillVIP, set(`dir=""`, `dir="/u01/app/oracle/oradata"`)}},
+		Fill: []Edit{fillVIP, set(`dir=""`, `dir="/opt/oracle/oradata"`)}},
 	{OS: "linux", Name: "postgresql", Shipped: []string{shippedVIP("19:16", "")}, Fill: []Edit{fillVIP}},
 
 	{OS: "windows", Name: "SiveillanceVMS", Shipped: []string{shippedVIP("21:13", "")}, Fill: []Edit{fillVIP},

@@ -53,8 +53,9 @@ type Driver struct {
 	subs   map[chan Snapshot]bool
 	status automaton.PeerStatus
 
-	peering *peering
-	farming *farming
+	peering     *peering
+	farming     *farming
+	replication *replication
 	// reloadCluster restarts the heartbeats after a cluster change.
 	reloadCluster func() error
 }
@@ -303,11 +304,22 @@ func (d *Driver) exec(acts []automaton.Action) {
 				delete(d.timers, a.Name)
 			}
 		case automaton.Resync:
-			d.resync(a)
+			if d.replication != nil {
+				d.replication.resync(a)
+			} else {
+				d.Logf("reintegre", "E", "File replication is not running on this node (see the errors above): the replicated directories are not resynchronised")
+				d.post(automaton.ResyncDone{ID: a.ID, OK: false, Err: "file replication is not running"})
+			}
 		case automaton.CancelResync:
-			d.cancelResync(a)
+			if d.replication != nil {
+				d.replication.cancelResync()
+			}
 		case automaton.CheckWitness:
 			d.checkWitness()
+		case automaton.MountReplicated, automaton.ReplicationRole, automaton.UnmountReplicated:
+			if d.replication != nil {
+				d.replication.exec(a)
+			}
 		}
 	}
 }
@@ -472,13 +484,3 @@ func (d *Driver) Resource(name string) (string, error) {
 	}
 	return "", fmt.Errorf("unknown resource %s of module %s", name, d.mod.Name)
 }
-
-// resync resynchronises this node as secondary. File replication is the
-// next milestone: until then there is nothing to copy, and the module log
-// says so.
-func (d *Driver) resync(a automaton.Resync) {
-	d.Logf("reintegre", "W", "File replication is not active in this version: the replicated directories of this node are not resynchronised")
-	d.post(automaton.ResyncDone{ID: a.ID, OK: true})
-}
-
-func (d *Driver) cancelResync(automaton.CancelResync) {}

@@ -89,6 +89,18 @@ func Main(ctx context.Context, o Options) error {
 		}
 	}
 	defer d.stopPeering()
+	if cfg.Service.Mode == safe.ModeMirror && cfg.RFS != nil {
+		if node == "" {
+			modlog.Log(log, "rfsplug", "C", "File replication not started: this node's name is not known (see above)")
+		} else if err := d.openReplication(o, cfg, node); err != nil {
+			modlog.Log(log, "rfsplug", "C", "File replication not started: %v", err)
+		}
+	}
+	defer func() {
+		if d.replication != nil {
+			d.replication.close()
+		}
+	}()
 	if cfg.Service.Mode == safe.ModeFarm && node != "" {
 		if err := d.joinFarm(o, cfg, node); err != nil {
 			modlog.Log(log, "vipd", "C", "Farm membership not started: %v", err)
