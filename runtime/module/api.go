@@ -82,6 +82,8 @@ func (d *Driver) Handler() http.Handler {
 	mux.HandleFunc("GET /log", d.handleLog)
 	mux.HandleFunc("GET /log/stream", d.handleLogStream)
 	mux.HandleFunc("POST /cluster", d.handleCluster)
+	mux.HandleFunc("POST /rfs/verify", d.handleVerify)
+	mux.HandleFunc("GET /rfs/diff", d.handleDiff)
 	return mux
 }
 
@@ -309,4 +311,40 @@ func (d *Driver) handleCluster(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Logf("heart", "I", "New cluster configuration applied to the heartbeats")
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// VerifyResponse is POST /rfs/verify.
+type VerifyResponse struct {
+	Differences []string `json:"differences"`
+}
+
+// handleVerify compares the secondary's copy with the primary's
+// (safekit rfsverify): only on a SECOND.
+func (d *Driver) handleVerify(w http.ResponseWriter, r *http.Request) {
+	s := d.Snapshot()
+	if d.replication == nil {
+		writeErr(w, http.StatusConflict, fmt.Errorf("module %s has no file replication running", d.mod.Name))
+		return
+	}
+	if s.State != automaton.Second || s.Ready != automaton.Ready {
+		writeErr(w, http.StatusConflict, fmt.Errorf("rfsverify runs on the secondary, SECOND Ready; module %s is %s %s here", d.mod.Name, s.State, s.Ready))
+		return
+	}
+	diffs, err := d.replication.verify(r.Context())
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err)
+		return
+	}
+	d.Logf("rfsplug", "I", "rfsverify: %d difference(s)", len(diffs))
+	writeJSON(w, http.StatusOK, VerifyResponse{Differences: append([]string{}, diffs...)})
+}
+
+// handleDiff reports what a resynchronisation would copy (safekit
+// rfsdiff): on the primary.
+func (d *Driver) handleDiff(w http.ResponseWriter, r *http.Request) {
+	if d.replication == nil {
+		writeErr(w, http.StatusConflict, fmt.Errorf("module %s has no file replication running", d.mod.Name))
+		return
+	}
+	writeJSON(w, http.StatusOK, d.replication.r.Diff())
 }

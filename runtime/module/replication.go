@@ -197,3 +197,14 @@ func (rep *replication) close() {
 	rep.cancelResync()
 	_ = rep.r.Close()
 }
+
+// verify compares this secondary's replicated files with the primary's
+// (safekit rfsverify).
+func (rep *replication) verify(ctx context.Context) ([]string, error) {
+	_, _, peer := rep.d.am.Remote()
+	addr := rep.cl.Addr(rep.lan, peer)
+	if addr == "" {
+		return nil, fmt.Errorf("no address of the peer %q on the flow lan %q", peer, rep.lan)
+	}
+	return rep.r.Verify(ctx, net.JoinHostPort(trimBrackets(addr), strconv.Itoa(rep.port)))
+}
