@@ -4,9 +4,9 @@
 // arrived for its timeout; the peer is lost when every heartbeat is.
 //
 // Packets are authenticated with the cluster key (HMAC-SHA256) when the
-// cluster has one, and carry a sequence number that only grows: packets that
-// fail authentication, come from another address than the peer's on that lan,
-// or replay an old sequence are dropped and counted.
+// cluster has one, and carry a sequence number that only grows on each lan:
+// packets that fail authentication, come from another address than the
+// peer's on that lan, or replay an old sequence are dropped and counted.
 package heart
 
 import (
@@ -101,9 +101,12 @@ type Heart struct {
 	local  func() Status
 	events chan<- Event
 
-	mu      sync.Mutex
-	seq     uint64
-	lastSeq uint64
+	mu  sync.Mutex
+	seq uint64
+	// lastSeq is, per ident, the sequence of the last valid packet: the
+	// lans' packets, numbered from one counter, may arrive in any order
+	// between lans but not on one.
+	lastSeq map[string]uint64
 	// peer is the node answering for this module, once known; peerIP its
 	// address on each lan.
 	peerNode string
@@ -114,7 +117,7 @@ type Heart struct {
 	dropped  map[string]uint64
 
 	conns []*net.UDPConn
-	kick  chan struct{}
+	kicks []chan struct{} // one per link
 	done  chan struct{}
 	wg    sync.WaitGroup
 }
@@ -124,8 +127,8 @@ type Heart struct {
 // (the caller must read it).
 func Start(cfg Config, local func() Status, events chan<- Event) (*Heart, error) {
 	h := &Heart{cfg: cfg, local: local, events: events, seq: uint64(time.Now().UnixNano()), peerIP: map[string]net.IP{},
-		last: map[string]time.Time{}, up: map[string]bool{}, dropped: map[string]uint64{},
-		kick: make(chan struct{}, 1), done: make(chan struct{})}
+		last: map[string]time.Time{}, up: map[string]bool{}, dropped: map[string]uint64{}, lastSeq: map[string]uint64{},
+		done: make(chan struct{})}
 	for _, l := range cfg.Links {
 		addr := &net.UDPAddr{IP: net.ParseIP(l.LocalAddr), Port: cfg.Port}
 		if addr.IP == nil {
@@ -144,9 +147,10 @@ func Start(cfg Config, local func() Status, events chan<- Event) (*Heart, error)
 		h.conns = append(h.conns, c)
 	}
 	for i, l := range cfg.Links {
+		h.kicks = append(h.kicks, make(chan struct{}, 1))
 		h.wg.Add(2)
 		go h.receive(h.conns[i], l)
-		go h.send(h.conns[i], l)
+		go h.send(h.conns[i], l, h.kicks[i])
 	}
 	h.wg.Add(1)
 	go h.watch()
@@ -168,11 +172,13 @@ func (h *Heart) Stop() {
 }
 
 // Kick sends the current status now (after a state change) rather than at
-// the next pulse.
+// the next pulse, on every lan.
 func (h *Heart) Kick() {
-	select {
-	case h.kick <- struct{}{}:
-	default:
+	for _, k := range h.kicks {
+		select {
+		case k <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -231,7 +237,7 @@ func decode(b []byte, key []byte) (*packet, error) {
 	return &p, nil
 }
 
-func (h *Heart) send(c *net.UDPConn, l Link) {
+func (h *Heart) send(c *net.UDPConn, l Link, kick <-chan struct{}) {
 	defer h.wg.Done()
 	var peers []*net.UDPAddr
 	for _, a := range l.PeerAddrs {
@@ -258,11 +264,7 @@ func (h *Heart) send(c *net.UDPConn, l Link) {
 		}
 		select {
 		case <-t.C:
-		case <-h.kick:
-			// Kick wakes one sender; pass it on so every lan sends now.
-			if len(h.cfg.Links) > 1 {
-				go h.Kick()
-			}
+		case <-kick:
 		case <-h.done:
 			return
 		}
@@ -305,10 +307,10 @@ func (h *Heart) receive(c *net.UDPConn, l Link) {
 			switch {
 			case h.peerNode != "" && p.Node != h.peerNode:
 				reason = fmt.Sprintf("from node %s, but the peer of this module is %s", p.Node, h.peerNode)
-			case p.Seq <= h.lastSeq:
+			case p.Seq <= h.lastSeq[l.Ident]:
 				reason = "replayed or out-of-date sequence number"
 			default:
-				h.lastSeq = p.Seq
+				h.lastSeq[l.Ident] = p.Seq
 				h.peerNode = p.Node
 				h.peerIP[l.Ident] = from.IP
 			}
