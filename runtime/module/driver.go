@@ -169,9 +169,10 @@ func (d *Driver) updateSnapshot() {
 	s, r := d.am.State()
 	st := d.am.Status()
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if st != d.status {
 		d.status = st
+		// After the unlock: the farm membership reads the state back
+		// through Snapshot at once.
 		if d.peering != nil {
 			defer d.peering.h.Kick()
 		}
@@ -179,6 +180,7 @@ func (d *Driver) updateSnapshot() {
 			defer d.farming.m.Update()
 		}
 	}
+	defer d.mu.Unlock()
 	d.snap = Snapshot{Module: d.mod.Name, Mode: string(d.cfg.Service.Mode), State: s, Ready: r, Busy: d.am.Busy(),
 		Resources: d.am.Resources(), Persisted: d.am.Persisted(), Node: d.acfg.Node, Seq: d.snap.Seq + 1}
 	if d.cfg.Service.Mode == safe.ModeMirror {
