@@ -84,6 +84,11 @@ type Module struct {
 	// replLost: file replication dropped the secondary; the primary goes
 	// ALONE as soon as it rests.
 	replLost string
+	// replBroken: the stream from the primary ended under this SECOND
+	// (not by its own change of role). It resynchronises once the primary,
+	// alive, goes on ALONE; until then its copy, which holds every write
+	// the primary acknowledged, is the one to fail over to.
+	replBroken bool
 	// degraded: file replication broke on this primary.
 	degraded bool
 
@@ -155,7 +160,7 @@ func (m *Module) Step(now time.Time, ev Event) ([]Action, error) {
 	case WitnessResult:
 		m.witness(e.Reachable)
 	case ReplicationLost:
-		m.replicationLost(e.Reason)
+		m.replicationLost(e.Reason, e.Incomplete)
 	case ReplicationDegraded:
 		m.replicationDegraded(e.Reason)
 	}

@@ -12,7 +12,7 @@ import (
 
 // The scenarios in testdata/ drive one module automaton. Directives:
 //
-//	new mode=mirror|farm|light [rfs] [nouser] [uptodate] [scripts=a,b] [checker=class.ident/when/action]
+//	new mode=mirror|farm|light [rfs] [nouser] [uptodate] [lastprim] [scripts=a,b] [checker=class.ident/when/action]
 //	    [maxloop=n] [loop=24h] [hb=30s] [handle=15s] [period=5s] [node=node1] [peernode=node2]
 //	    [defaultprim=X] [nofailover] [witness]
 //	cmd <action> [id=identity] [by=who]   a safekit command
@@ -28,7 +28,7 @@ import (
 //	link <ident> up|down                   one heartbeat
 //	resync ok|fail [err=msg]               end of a resynchronisation
 //	witness reachable|unreachable          answer of the split-brain witness
-//	replication lost|degraded <reason>     file replication dropped the secondary / broke here
+//	replication lost|degraded <reason> [incomplete]  file replication dropped the secondary / broke here
 //	status                                 what the heartbeats send
 //	state | resources | persisted
 //
@@ -129,7 +129,7 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 		if d.CmdArgs[0].Key == "degraded" {
 			return h.step(ReplicationDegraded{Reason: reason})
 		}
-		return h.step(ReplicationLost{Reason: reason})
+		return h.step(ReplicationLost{Reason: reason, Incomplete: d.HasArg("incomplete")})
 	case "witness":
 		return h.step(WitnessResult{Reachable: d.CmdArgs[0].Key == "reachable"})
 	case "status":
@@ -208,6 +208,7 @@ func (h *harness) newModule(t *testing.T, d *datadriven.TestData) {
 	}
 	p := DefaultPersisted()
 	p.UpToDate = d.HasArg("uptodate")
+	p.LastPrim = d.HasArg("lastprim")
 	h.cfg = cfg
 	h.m = New(cfg, p)
 }

@@ -313,20 +313,32 @@ func (m *Module) rfs(a Action) step {
 	})
 }
 
-// replicationLost: file replication dropped the secondary. The primary
-// goes on ALONE; a secondary resynchronises.
-func (m *Module) replicationLost(reason string) {
+// replicationLost: on the primary, file replication dropped the
+// secondary: it goes on ALONE. On the secondary, the stream from the
+// primary ended.
+func (m *Module) replicationLost(reason string, incomplete bool) {
 	switch m.state {
 	case Prim:
 		m.logf("nfsadmin", "E", "Secondary dropped by file replication: %s", reason)
 		m.replLost = reason
 	case Second:
-		if !m.resyncing {
-			m.logf("nfsadmin", "E", "Replication from the primary lost: %s; resynchronising", reason)
+		// What was received is applied before the stream ends: this copy
+		// holds every write the primary acknowledged, and stays the one to
+		// fail over to. It resynchronises once the primary, alive, goes on
+		// ALONE without it (settle).
+		if m.resyncing || m.replBroken {
+			return
+		}
+		m.replBroken = true
+		if m.ready == Ready {
+			m.logf("nfsadmin", "E", "Replication from the primary lost: %s", reason)
+		}
+		if incomplete && m.p.UpToDate {
+			// With async="second" the primary may have acknowledged what
+			// could not be applied here.
+			m.logf("nfsadmin", "E", "The replicated data of this node misses operations of the primary: not up to date until its resynchronisation")
 			m.p.UpToDate = false
 			m.save()
-			m.setState(Second, Transient)
-			m.startResync()
 		}
 	}
 }

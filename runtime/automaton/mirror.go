@@ -114,7 +114,14 @@ func (m *Module) settle() bool {
 			// dropped it, this node stays ALONE until it resynchronises.
 			m.toPrim()
 			return true
-		case m.peerAlive && p.State == Alone && p.Ready == Ready:
+		case m.peerAlive && p.State == Alone:
+			// Ready, or already leaving ALONE because it saw this node
+			// first: the node that stays says so either way.
+			return m.splitBrain()
+		case m.peerAlive && p.State == Prim && p.Ready == Ready:
+			// The peer took this node for its secondary (it saw it SECOND
+			// on its way to ALONE) and stays primary: a split brain too,
+			// which only this node can see.
 			return m.splitBrain()
 		default:
 			m.splitNoted = false
@@ -164,6 +171,14 @@ func (m *Module) settle() bool {
 				m.failover("remote stop during swap")
 				return true
 			}
+		case m.replBroken && m.peerAlive && p.State == Alone && p.Ready == Ready && m.ready == Ready && !m.resyncing:
+			// The primary dropped this node and writes without it.
+			m.logf("nfsadmin", "E", "The primary goes on ALONE without this node: resynchronising")
+			m.p.UpToDate = false
+			m.save()
+			m.setState(Second, Transient)
+			m.startResync()
+			return true
 		case !m.peerAlive:
 			m.failover("no heartbeat")
 			return true
@@ -172,6 +187,13 @@ func (m *Module) settle() bool {
 			m.failover("remote stop")
 			return true
 		case p.Swapping && p.State == Second:
+			if m.cfg.DefaultPrim == m.cfg.Node && m.cfg.Node != "" && m.swapReq == 0 && !m.defaultPrimDone {
+				// The primary gives way to this node, which defaultprim
+				// names: the User's Guide (§5.8) shows the line in the log
+				// of the node that becomes primary.
+				m.defaultPrimDone = true
+				m.logf("heart", "E", "Transition SWAP from defaultprim")
+			}
 			m.swapIn()
 			return true
 		}
@@ -257,6 +279,11 @@ func (m *Module) elect() {
 	switch {
 	case mine && !theirs:
 		win = true
+	case !mine && !theirs && p.Reintegrating && !m.p.Reintegrating && m.p.LastPrim:
+		// The peer was stopped in the middle of its reintegration from
+		// this node, the last primary (which, recovering from a crash, no
+		// longer calls itself up to date): this node's copy is the newer.
+		win = true
 	case !mine && !theirs:
 		m.notUpToDate()
 		return
@@ -300,7 +327,7 @@ func (m *Module) startResync() {
 		m.secondReady()
 		return
 	}
-	m.resyncing = true
+	m.resyncing, m.replBroken = true, false
 	m.resyncID++
 	m.p.Reintegrating, m.p.UpToDate = true, false
 	m.save()
@@ -313,12 +340,13 @@ func (m *Module) resyncDone(e ResyncDone) {
 	}
 	m.resyncing = false
 	if !e.OK {
+		// The next attempt waits for a period of the failover rules: a
+		// primary that cannot be reached (its process just died, its
+		// heartbeats not yet timed out) must not make this node spin.
 		m.logf("reintegre", "E", "Reintegration failed: %s", e.Err)
-		m.stop("stopstart")
-		m.plan = append(m.plan, do(func() {
-			m.logf("heart", "U", "Action start called automatically")
-			m.start("start")
-		}))
+		m.logf("heart", "E", "Action wait from failover rule reintegration_failure")
+		m.leaveToWait(Second, "stopwait")
+		m.plan = append(m.plan, do(func() { m.holdWait("reintegration_failure") }))
 		return
 	}
 	m.logf("reintegre", "E", "Reintegration ended (synchronize)")
@@ -452,6 +480,9 @@ func (m *Module) swapIn() {
 
 // splitBrain decides, when two ALONE nodes see each other again, which one
 // gives way: the former secondary; between equals, the higher node name.
+// Both nodes decide on the same facts: the one that gives way keeps its
+// AloneCause until it is SECOND, so that the other, seeing it leave ALONE
+// before it saw it Ready, still decides to stay.
 func (m *Module) splitBrain() bool {
 	mine, theirs := m.p.AloneCause, m.peer.AloneCause
 	exit := false
@@ -470,9 +501,12 @@ func (m *Module) splitBrain() bool {
 		}
 		return false
 	}
+	if m.peer.Ready != Ready {
+		return false // the peer is between states: decide once it rests
+	}
 	m.logf("heart", "E", "Split brain recovery: exiting alone")
 	// What this node wrote alone is lost: the peer's copy is the reference.
-	m.p.UpToDate, m.p.FullSync, m.p.AloneCause = false, true, ""
+	m.p.UpToDate, m.p.FullSync = false, true
 	m.save()
 	m.stop("stopstart")
 	m.plan = append(m.plan, do(func() {

@@ -249,8 +249,13 @@ type WitnessResult struct{ Reachable bool }
 // ReplicationLost reports, on the primary, that the secondary was dropped
 // by file replication (no acknowledgement within locktimeout, a broken
 // connection...): the module goes on ALONE, and the secondary resynchronises
-// from the writes it missed.
-type ReplicationLost struct{ Reason string }
+// from the writes it missed. On the secondary, that the stream from the
+// primary ended; Incomplete: this node's copy misses operations (one could
+// not be applied here), so it is no longer up to date.
+type ReplicationLost struct {
+	Reason     string
+	Incomplete bool
+}
 
 // ReplicationDegraded reports, on the primary, that replication broke on
 // this node (SafeKit's "degraded"): the module stays primary, ALONE.
