@@ -20,7 +20,9 @@ import (
 
 // CommandRequest is POST /command.
 type CommandRequest struct {
-	Action   string `json:"action"`
+	Action string `json:"action"`
+	// Arg is fullsync (prim, primforce, second) or nosync (swap).
+	Arg      string `json:"arg,omitempty"`
 	Identity string `json:"identity,omitempty"`
 	By       string `json:"by,omitempty"`
 }
@@ -125,7 +127,7 @@ func (d *Driver) handleCommand(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	err := d.Post(r.Context(), automaton.Command{Action: req.Action, Identity: req.Identity, By: req.By})
+	err := d.Post(r.Context(), automaton.Command{Action: req.Action, Arg: req.Arg, Identity: req.Identity, By: req.By})
 	answer(w, err, d.Snapshot())
 }
 

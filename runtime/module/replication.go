@@ -159,7 +159,7 @@ func (rep *replication) event(e rfs.Event) {
 	case rfs.SecondaryLost:
 		d.send(automaton.ReplicationLost{Reason: e.Reason})
 	case rfs.PrimaryLost:
-		d.send(automaton.ReplicationLost{Reason: e.Reason})
+		d.send(automaton.ReplicationLost{Reason: e.Reason, Incomplete: e.Incomplete})
 	case rfs.Degraded:
 		d.send(automaton.ReplicationDegraded{Reason: e.Err.Error()})
 	case rfs.Progress:

@@ -594,14 +594,10 @@ func (w *reint) copyFile(j job, buf []byte) error {
 			}
 		}
 	case modeChecksum:
-		body, err := w.s.send(&msg{typ: opSums, dir: uint8(d.idx), path: j.rel, n: w.zone}, mark{}, true).result()
-		if err != nil {
-			return err
-		}
-		rsize, rsums, err := decodeSums(body)
-		if err != nil {
-			return err
-		}
+		// Both nodes hash at the same time: the secondary its copy, this
+		// node its own while it waits for the answer.
+		p := w.s.send(&msg{typ: opSums, dir: uint8(d.idx), path: j.rel, n: w.zone}, mark{}, true)
+		sums := make([]uint64, nz)
 		for z := int64(0); z < nz; z++ {
 			off := z * w.zone
 			unlock := d.locks.lock(j.ino, off, w.zone)
@@ -610,8 +606,19 @@ func (w *reint) copyFile(j job, buf []byte) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", d.local(j.rel), err)
 			}
-			if z >= int64(len(rsums)) || rsums[z] != sum {
-				zones = append(zones, z)
+			sums[z] = sum
+		}
+		body, err := p.result()
+		if err != nil {
+			return err
+		}
+		rsize, rsums, err := decodeSums(body)
+		if err != nil {
+			return err
+		}
+		for z, sum := range sums {
+			if z >= len(rsums) || rsums[z] != sum {
+				zones = append(zones, int64(z))
 			}
 		}
 		if w.mode == modeVerify {

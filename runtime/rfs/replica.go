@@ -48,8 +48,14 @@ type Event interface{ event() }
 // goes ALONE.
 type SecondaryLost struct{ Reason string }
 
-// PrimaryLost (secondary): the primary's stream ended.
-type PrimaryLost struct{ Reason string }
+// PrimaryLost (secondary): the primary's stream ended. Everything received
+// was applied first, unless Incomplete: an operation could not be applied
+// here, or a reintegration was in progress; this copy then misses changes
+// the primary may have acknowledged.
+type PrimaryLost struct {
+	Reason     string
+	Incomplete bool
+}
 
 // ReintegrationStarted: a secondary connected; Mode is "bitmap",
 // "checksum" or "full".

@@ -65,6 +65,8 @@ type applier struct {
 	stopOnce   sync.Once
 	verify     bool // a verification session: read-only requests only
 	report     []string
+	// failed: an operation could not be applied; the stream ends there.
+	failed bool
 }
 
 // budget bounds the bytes received and not yet applied.
@@ -269,7 +271,7 @@ func (a *applier) applyLoop() {
 		}
 		if !a.verify {
 			a.r.app.CompareAndSwap(a, nil)
-			a.r.emit(PrimaryLost{Reason: err.Error()})
+			a.r.emit(PrimaryLost{Reason: err.Error(), Incomplete: a.failed || a.reintegrating})
 		}
 		close(a.done)
 	}()
@@ -279,6 +281,7 @@ func (a *applier) applyLoop() {
 		if err != nil && !(a.reintegrating && tolerable(err)) {
 			err = fmt.Errorf("%s %s: %w", opName(m.typ), a.r.dirs[min(int(m.dir), len(a.r.dirs)-1)].local(m.path), err)
 			a.r.logf("nfsbox", "E", "Replication failed: %v", err)
+			a.failed = true
 			a.r.st.update(func(s *state) { s.Inconsistent = true })
 			b := binary.AppendUvarint(nil, uint64(errnoOf(err)))
 			b = putStr(b, err.Error())
@@ -676,16 +679,22 @@ func (a *applier) zone(m *msg) error {
 	if err != nil {
 		return err
 	}
-	if m.n > 0 {
-		err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, m.off, m.n)
-		if err != nil {
-			// No hole punching here: write zeros where the primary has holes.
-			if len(a.bufZ) < int(m.n) {
-				a.bufZ = make([]byte, m.n)
-			}
-			if _, err := f.WriteAt(a.bufZ[:m.n], m.off); err != nil {
+	// Holes where the primary has holes: only between the data segments
+	// (sorted, apart), so that data over data is rewritten in place, not
+	// deallocated first.
+	pos, end := m.off, m.off+m.n
+	for i := 0; i <= len(segs); i++ {
+		next := end
+		if i < len(segs) {
+			next = segs[i][0]
+		}
+		if next > pos {
+			if err := a.hole(f, pos, next-pos); err != nil {
 				return err
 			}
+		}
+		if i < len(segs) {
+			pos = max(pos, segs[i][0]+segs[i][1])
 		}
 	}
 	for _, s := range segs {
@@ -695,6 +704,20 @@ func (a *applier) zone(m *msg) error {
 		data = data[s[1]:]
 	}
 	return nil
+}
+
+// hole makes [off, off+n) of f read as zeros: a hole where the file system
+// can punch one, written zeros elsewhere.
+func (a *applier) hole(f *os.File, off, n int64) error {
+	if unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n) == nil {
+		return nil
+	}
+	if len(a.bufZ) < int(n) {
+		a.bufZ = make([]byte, n)
+	}
+	clear(a.bufZ[:n])
+	_, err := f.WriteAt(a.bufZ[:n], off)
+	return err
 }
 
 func (a *applier) sums(m *msg) []byte {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/user"
+	"strings"
 
 	"github.com/safekit-oss/safekit/runtime/module"
 )
@@ -16,13 +17,18 @@ func init() {
 		{"restart", "stop then start the application scripts of the module, without a failover"},
 		{"stopstart", "stop the module completely, then start it again"},
 		{"forcestop", "stop the module when stop has no effect: kills the running script"},
-		{"prim", "start a mirror module as primary, even without its peer"},
-		{"second", "start a mirror module as secondary of the primary peer"},
+		{"prim", "start a mirror module as primary, even without its peer; fullsync: its next secondary copies everything"},
+		{"primforce", "prim for a node stopped during its reintegration (its replicated data may be inconsistent)"},
+		{"second", "start a mirror module as secondary of the primary peer; fullsync: copy everything from it"},
 		{"swap", "swap the primary and secondary roles of a mirror module"},
 	} {
+		usage := c.name + " -m AM [-i identity]"
+		if w := controlArgs[c.name]; w != "" {
+			usage = c.name + " [" + w + "] -m AM [-i identity]"
+		}
 		register(&command{
 			name:  c.name,
-			usage: c.name + " -m AM [-i identity]",
+			usage: usage,
 			help:  c.help,
 			flags: map[string]bool{"-m": true, "-i": true, "-u": true},
 			run:   runControl,
@@ -62,12 +68,20 @@ func whoami() string {
 	return "root"
 }
 
+// controlArgs is the word a control command accepts after its name
+// (safekit second fullsync -m AM).
+var controlArgs = map[string]string{"prim": "fullsync", "primforce": "fullsync", "second": "fullsync", "swap": "nosync"}
+
 // runControl sends a control command to a module.
 func runControl(e *Env, a *args) int {
 	action := a.cmd
 	name, err := e.module(a)
 	if err != nil {
 		return e.usage(commands[action], "%v", err)
+	}
+	arg := strings.Join(a.pos, " ")
+	if arg != "" && arg != controlArgs[action] {
+		return e.usage(commands[action], "unexpected argument %q", arg)
 	}
 	// -u names the caller for a local user (the console passes it); a
 	// remote caller is named as it authenticated.
@@ -78,7 +92,7 @@ func runControl(e *Env, a *args) int {
 	done := e.logCommand(name, a.raw)
 	var snap module.Snapshot
 	err = e.daemon().do(context.Background(), http.MethodPost, "/v1/modules/"+name+"/command",
-		module.CommandRequest{Action: action, Identity: a.get("-i"), By: by}, &snap)
+		module.CommandRequest{Action: action, Arg: arg, Identity: a.get("-i"), By: by}, &snap)
 	if err != nil {
 		done(ExitFailure)
 		return e.fail(err)
