@@ -1,6 +1,6 @@
 // Command safekit is the command line of a SafeKit-compatible node. See
-// `safekit help`. Called as xpathGet, boundcmd or logI18nMSG (the links in
-// SAFEBIN), it runs that special command.
+// `safekit help`. Called as xpathGet, boundcmd, logI18nMSG or webservercfg
+// (the links in SAFEBIN), it runs that special command.
 package main
 
 import (

@@ -106,6 +106,13 @@ func Up(o Options, logf func(string, ...any)) (*Cluster, error) {
 	return create(o, true, logf)
 }
 
+// Create creates a cluster owned by this process, for a program that is not
+// a test (benchreport): as with New, its nodes die with the process and
+// Sweep removes what is left; Close removes it.
+func Create(o Options, logf func(string, ...any)) (*Cluster, error) {
+	return create(o, false, logf)
+}
+
 // Clusters lists the ids of the clusters made by Up that still exist.
 func Clusters() []int {
 	var out []int
@@ -460,7 +467,15 @@ func findInitBin(o Options, dir string) (string, error) {
 	return dst, copyFile(cand, dst)
 }
 
+// copyFile puts src at dst: a hard link when both are on one file system,
+// else a copy. A copy is written through a descriptor that a process this
+// one forks meanwhile (another cluster being built) holds until it execs,
+// and executing a file open for writing fails with ETXTBSY: the nodes'
+// init would then not start.
 func copyFile(src, dst string) error {
+	if os.Link(src, dst) == nil {
+		return nil
+	}
 	b, err := os.ReadFile(src)
 	if err != nil {
 		return err
@@ -569,7 +584,13 @@ func (c *Cluster) Close() error {
 		errs = append(errs, n.kill())
 	}
 	errs = append(errs, removeNet(c.ID))
-	errs = append(errs, removeClusterDir(c.Dir, c.ID), removeClusterDir(stateDir(c.ID), c.ID))
+	errs = append(errs, removeClusterDir(c.Dir, c.ID))
+	// The state directory goes last and once: its removal frees the id,
+	// which another process may reserve at once (a second removal would
+	// then take its new cluster's files).
+	if c.Dir != stateDir(c.ID) {
+		errs = append(errs, removeClusterDir(stateDir(c.ID), c.ID))
+	}
 	return errors.Join(errs...)
 }
 

@@ -36,8 +36,11 @@ func (e *Env) exportCluster(c *remoteClient, targets []target) int {
 }
 
 // exportModule is `safekit -H "<hosts>" -E AM`: SAFE/modules/AM, packed,
-// is installed on every host with the module id it has here, and
-// configured there when it is configured here.
+// is installed on every host with the module id it has here, and its
+// configuration applied there, whether or not it is configured here: "-E
+// AM to (re)install the module AM and apply its configuration" (User's
+// Guide §9.9.3), and Evidian's scripts run install, edit, -E, prim with no
+// config in between (k3sconfig.sh).
 func (e *Env) exportModule(c *remoteClient, targets []target, name string) int {
 	if err := modules.CheckName(name); err != nil {
 		return e.fail(err)
@@ -63,10 +66,7 @@ func (e *Env) exportModule(c *remoteClient, targets []target, name string) int {
 	if err := mgr.Package(name, file); err != nil {
 		return e.fail(err)
 	}
-	q := url.Values{"id": {strconv.Itoa(id)}}
-	if mod.Configured() {
-		q.Set("configure", "1")
-	}
+	q := url.Values{"id": {strconv.Itoa(id)}, "configure": {"1"}}
 	return e.onEach(targets, func(ctx context.Context, t target) (*daemon.RemoteResult, error) {
 		var res daemon.RemoteResult
 		err := c.call(ctx, http.MethodPut, t.URL+"/api/v1.0/modules/"+name+"?"+q.Encode(), "application/zip", func() (io.Reader, error) { return os.Open(file) }, &res)

@@ -32,6 +32,8 @@ func MainAs(argv0 string, args []string, stdout, stderr io.Writer) int {
 		return boundcmd(e, args)
 	case "logI18nMSG":
 		return logI18nMSG(e, args)
+	case "webservercfg":
+		return e.Run(append([]string{"webservercfg"}, args...))
 	}
 	return e.Run(args)
 }
