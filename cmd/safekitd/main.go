@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	safekit "github.com/safekit-oss/safekit/cmd/internal/cli"
+	"github.com/safekit-oss/safekit/console/ui"
 	"github.com/safekit-oss/safekit/modules/layout"
 	"github.com/safekit-oss/safekit/runtime/daemon"
 	"github.com/safekit-oss/safekit/runtime/module"
@@ -54,7 +55,7 @@ func main() {
 	}
 	roots := layout.FromEnv()
 	d, err := daemon.New(daemon.Options{Roots: roots, Listen: *listen, Node: *node, Runner: safekit.RemoteRunner(roots),
-		CLI: *cli, ShAsBash: *shAsBash, Syslog: *syslog, Log: log})
+		CLI: *cli, ShAsBash: *shAsBash, Syslog: *syslog, Log: log, UI: ui.Handler()})
 	if err != nil {
 		log.Fatal(err)
 	}

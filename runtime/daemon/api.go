@@ -52,25 +52,9 @@ func (d *Daemon) localAPI() http.Handler {
 	return r
 }
 
-// webAPI is served on the node's TCP port: the health probe that cloud
-// load balancers poll (User's Guide §13.6.3), without authentication, and
-// the distributed commands (remote.go).
-func (d *Daemon) webAPI() http.Handler {
-	r := mux.NewRouter()
-	r.HandleFunc("/var/modules/{name}/ready.txt", d.handleReady).Methods(http.MethodGet, http.MethodHead)
-	d.remoteAPI(r)
-	return r
-}
-
-func (d *Daemon) handleReady(w http.ResponseWriter, r *http.Request) {
-	s, err := d.moduleState(r.Context(), mux.Vars(r)["name"])
-	if err == nil && s.Ready == "Ready" && (s.State == "PRIM" || s.State == "ALONE" || s.State == "UP") {
-		w.Header().Set("Content-Type", "text/plain")
-		fmt.Fprintln(w, "OK")
-		return
-	}
-	http.NotFound(w, r)
-}
+// webAPI is served on the node's TCP port: the console's web service
+// (package console), with the distributed commands of remote.go.
+func (d *Daemon) webAPI() http.Handler { return d.web.Handler() }
 
 func (d *Daemon) handleModules(w http.ResponseWriter, r *http.Request) {
 	infos, err := modules.NewManager(d.o.Roots, nil).List()

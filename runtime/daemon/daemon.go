@@ -26,6 +26,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/safekit-oss/safekit/console"
 	"github.com/safekit-oss/safekit/modules"
 	"github.com/safekit-oss/safekit/modules/layout"
 	"github.com/safekit-oss/safekit/runtime/cmdlog"
@@ -55,7 +56,10 @@ type Options struct {
 	ShAsBash bool
 	// Syslog: main module messages also go to syslog.
 	Syslog bool
-	Log    *logrus.Logger
+	// UI serves the pages of the web console (/console/...); nil: a page
+	// that says this build has none.
+	UI  http.Handler
+	Log *logrus.Logger
 }
 
 // SocketPath is the CLI socket of a node.
@@ -68,7 +72,7 @@ type Daemon struct {
 	o      Options
 	log    *logrus.Logger
 	cmdlog *cmdlog.Store
-	auth   *webauth.Authenticator
+	web    *console.Server
 	id     identity
 
 	mu     sync.Mutex
@@ -101,7 +105,13 @@ func New(o Options) (*Daemon, error) {
 		}
 		o.Exe = exe
 	}
-	return &Daemon{o: o, log: o.Log, procs: map[string]*proc{}, auth: webauth.New(o.Roots, o.Log.Warnf)}, nil
+	d := &Daemon{o: o, log: o.Log, procs: map[string]*proc{}}
+	web, err := d.newWeb()
+	if err != nil {
+		return nil, err
+	}
+	d.web = web
+	return d, nil
 }
 
 // Run starts the modules and serves until ctx ends, then stops every module
@@ -142,6 +152,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() { _ = api.Serve(unixL) }()
 	go func() { _ = web.Serve(tcpL) }()
 	d.log.Infof("safekitd listening on %s and %s", SocketPath(r), tcpL.Addr())
+	stopHTTPS := d.serveHTTPS()
+	defer stopHTTPS()
 	go d.watchCluster(ctx)
 
 	infos, err := modules.NewManager(r, nil).List()
@@ -209,8 +221,9 @@ func (d *Daemon) installCommands() error {
 	return nil
 }
 
-// SpecialCommands are the SAFEBIN commands published scripts call.
-var SpecialCommands = []string{"xpathGet", "logI18nMSG", "boundcmd"}
+// SpecialCommands are the SAFEBIN commands published scripts call;
+// webservercfg is how Evidian's k3sconfig.sh makes a node unsecure.
+var SpecialCommands = []string{"xpathGet", "logI18nMSG", "boundcmd", "webservercfg"}
 
 func copyFile(src, dst string, mode os.FileMode) error {
 	in, err := os.Open(src)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/safekit-oss/safekit/console"
 	"github.com/safekit-oss/safekit/modules"
 	"github.com/safekit-oss/safekit/modules/clusterconf"
 	"github.com/safekit-oss/safekit/runtime/cmdlog"
@@ -23,9 +24,10 @@ import (
 // The web service runs the distributed commands of `safekit -H` for the
 // other nodes (and for this one): any safekit command (POST /api/v1.0/cli),
 // the cluster configuration of -G (PUT /api/v1.0/cluster), the module of
-// -E (PUT /api/v1.0/modules/AM), and the module list of `safekit cluster
-// state` (GET /api/v1.0/modules). Each is authenticated (package webauth)
-// and recorded in the command log with the caller, "rcmdadmin@10.0.0.1".
+// -E (PUT /api/v1.0/modules/AM). The console authenticates their callers
+// (Admin) and serves the module list of `safekit cluster state` (GET
+// /api/v1.0/modules). Each is recorded in the command log with the caller,
+// "rcmdadmin@10.0.0.1".
 
 // Runner runs a safekit command in this process for a remote caller (by:
 // "rcmdadmin@10.0.0.1") and returns its exit code. The daemon cannot import
@@ -46,8 +48,8 @@ type RemoteResult struct {
 	Code   int    `json:"code"`
 }
 
-// NodeModules is GET /api/v1.0/modules: the modules installed on this node,
-// for `safekit cluster state`.
+// NodeModules is what `safekit cluster state` reads of GET
+// /api/v1.0/modules (console.Modules): the modules installed on a node.
 type NodeModules struct {
 	// Node is this node's name in cluster.xml ("" when unknown).
 	Node    string       `json:"node"`
@@ -116,19 +118,10 @@ func optionOf(args []string, opt string) string {
 
 // caller is the authenticated caller of a request, as commands record it.
 func caller(r *http.Request) string {
-	if c, ok := webauth.CallerFrom(r.Context()); ok {
+	if c, ok := console.CallerFrom(r.Context()); ok {
 		return c.String()
 	}
 	return "unknown@" + r.RemoteAddr
-}
-
-// remoteAPI adds the routes of distributed commands to the web service.
-func (d *Daemon) remoteAPI(r *mux.Router) {
-	admin := func(h http.HandlerFunc) http.Handler { return d.auth.Require(webauth.RoleAdmin, h) }
-	r.Handle("/api/v1.0/cli", admin(d.handleRemoteCLI)).Methods(http.MethodPost)
-	r.Handle("/api/v1.0/cluster", admin(d.handleClusterPush)).Methods(http.MethodPut)
-	r.Handle("/api/v1.0/modules/{name}", admin(d.handleModulePush)).Methods(http.MethodPut)
-	r.Handle("/api/v1.0/modules", d.auth.Require(webauth.RoleMonitor, http.HandlerFunc(d.handleModuleConfs))).Methods(http.MethodGet)
 }
 
 // record runs a remote operation between the START and END records of the
@@ -216,7 +209,7 @@ func (d *Daemon) handleClusterPush(w http.ResponseWriter, r *http.Request) {
 // sending node, and configures it when it is configured there
 // (?id=N&configure=1).
 func (d *Daemon) handleModulePush(w http.ResponseWriter, r *http.Request) {
-	name := mux.Vars(r)["name"]
+	name := mux.Vars(r)["AM"]
 	if err := modules.CheckName(name); err != nil {
 		writeErr(w, http.StatusBadRequest, err)
 		return
@@ -254,24 +247,6 @@ func (d *Daemon) handleModulePush(w http.ResponseWriter, r *http.Request) {
 		return d.o.Runner([]string{"config", "-m", name}, by, &out, &errb)
 	})
 	writeJSON(w, http.StatusOK, RemoteResult{Stdout: out.String(), Stderr: errb.String(), Code: code})
-}
-
-func (d *Daemon) handleModuleConfs(w http.ResponseWriter, r *http.Request) {
-	mgr := modules.NewManager(d.o.Roots, nil)
-	infos, err := mgr.List()
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, err)
-		return
-	}
-	out := NodeModules{Node: d.node().Name, Modules: []ModuleConf{}}
-	for _, i := range infos {
-		mc := ModuleConf{Name: i.Name, Mode: string(i.Mode), ID: i.ID, Configured: i.Configured}
-		if active, _, err := mgr.ConfInfo(i.Name); err == nil && active.Hash != "" {
-			mc.Signature, mc.Date = active.Hash, active.Date
-		}
-		out.Modules = append(out.Modules, mc)
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // checkWebService prepares the web service when the daemon starts: a
