@@ -200,7 +200,12 @@ func (n *Node) kill() error {
 	n.mu.Unlock()
 	var errs []error
 	if init != nil {
+		ns := pidNamespace(init)
 		errs = append(errs, init.signal(syscall.SIGKILL), init.wait(killTimeout))
+		// The kernel kills the rest of the namespace after its init, not
+		// with it: a process blocked in a FUSE call can outlive the init
+		// for a moment and still write into the node's directory.
+		errs = append(errs, waitNamespaceEmpty(ns, killTimeout))
 	}
 	// Normally gone with the init; a daemon started by nsenter into a
 	// namespace that is not the init's (never by this package) would not be.
@@ -460,4 +465,50 @@ func (n *Node) setLinks(lan, updown string) error {
 		return fmt.Errorf("%s: %w", n.Name, err)
 	}
 	return nil
+}
+
+// pidNamespace names the PID namespace of p ("" when p is gone).
+func pidNamespace(p *proc) string {
+	if !p.alive() {
+		return ""
+	}
+	ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p.Pid))
+	return ns
+}
+
+// waitNamespaceEmpty waits until no process is left in the PID namespace
+// ns (as pidNamespace names it).
+func waitNamespaceEmpty(ns string, timeout time.Duration) error {
+	if ns == "" {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		left := namespaceMembers(ns)
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes %v of the node are still there %v after its init was killed", left, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// namespaceMembers lists the pids of the PID namespace ns.
+func namespaceMembers(ns string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && l == ns {
+			if _, state, err := procStat(pid); err == nil && state != 'Z' {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
 }
