@@ -6,7 +6,10 @@
 // The machines are shared and noisy, so every figure is the median of
 // several runs. The node measurements use a scratch safekitd (bin/safekitd,
 // built by `make build`) with its own SAFE and SAFEVAR, stopped and removed
-// at the end whatever happens.
+// at the end whatever happens. The two-node ones (failure detection, soak
+// under load; $SAFEKIT_SOAK shortens the soak) run on a cluster of the
+// test harness, made and torn down here, and need root. So do the file
+// replication ones (rfs.go), which also need /dev/fuse, fio and rsync.
 package main
 
 import (
@@ -73,14 +76,20 @@ func run(ctx context.Context, runs int) (rows []row, err error) {
 		return rows, err
 	}
 	defer func() { err = errors.Join(err, n.stop()) }()
-	for _, m := range []func(context.Context, *node, int) ([]row, error){measureState, measureLog, measureMemory} {
+	for _, m := range []func(context.Context, *node, int) ([]row, error){measureState, measureLog, measureMemory, measureConsole} {
 		more, err := m(ctx, n, runs)
 		rows = append(rows, more...)
 		if err != nil {
 			return rows, err
 		}
 	}
-	return rows, nil
+	more, err := measureCluster(ctx, root)
+	rows = append(rows, more...)
+	if err != nil {
+		return rows, err
+	}
+	more, err = measureRFS(ctx, root, runs)
+	return append(rows, more...), err
 }
 
 // corpusDir is $SAFEKIT_CORPUS, or the compat corpus next to the repository.

@@ -38,6 +38,7 @@ type node struct {
 	bin    string // holds safekit and safekitd
 	dir    string
 	roots  layout.Roots
+	web    string // host:port of the web service
 	api    *http.Client
 	daemon *exec.Cmd
 	exited chan struct{} // closed once safekitd has ended
@@ -74,7 +75,8 @@ func (n *node) startDaemon(ctx context.Context) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(filepath.Join(n.bin, "safekitd"), "--listen", "127.0.0.1:"+strconv.Itoa(port), "--syslog=false")
+	n.web = "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(filepath.Join(n.bin, "safekitd"), "--listen", n.web, "--syslog=false")
 	cmd.Env = n.env()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group keeps a ^C away from it, so that stop ends it
