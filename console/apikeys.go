@@ -18,6 +18,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/safekit-oss/safekit/internal/atomicfile"
 	"github.com/safekit-oss/safekit/runtime/webauth"
 )
 
@@ -94,7 +95,7 @@ func (s *Server) writeKeys(keys []Key) error {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s:%s:%s:%s\n", k.Name, k.Role, k.Hash, k.Created.UTC().Format(time.RFC3339))
 	}
-	return writeFileAtomic(s.keysFile(), b.Bytes(), 0o600)
+	return atomicfile.WriteFile(s.keysFile(), b.Bytes(), 0o600)
 }
 
 // lookupKey finds the key of a token.

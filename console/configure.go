@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/safekit-oss/safekit/internal/atomicfile"
 	"github.com/safekit-oss/safekit/runtime/module"
 	"github.com/safekit-oss/safekit/safe"
 )
@@ -59,7 +60,7 @@ func (s *Server) handleClusterPut(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnprocessableEntity, check)
 		return
 	}
-	if err := writeFileAtomic(s.roots().ClusterXML(), []byte(c.XML), 0o644); err != nil {
+	if err := atomicfile.WriteFile(s.roots().ClusterXML(), []byte(c.XML), 0o644); err != nil {
 		writeErr(w, http.StatusInternalServerError, err)
 		return
 	}
@@ -220,7 +221,7 @@ func (s *Server) handleFilePut(w http.ResponseWriter, r *http.Request) {
 	if st, err := os.Stat(p); err == nil {
 		mode = st.Mode().Perm()
 	}
-	if err := writeFileAtomic(p, data, mode); err != nil {
+	if err := atomicfile.WriteFile(p, data, mode); err != nil {
 		writeErr(w, http.StatusInternalServerError, err)
 		return
 	}
@@ -270,7 +271,7 @@ func (s *Server) handleMacros(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err)
 		return
 	}
-	if err := writeFileAtomic(mod.Userconfig(), out, 0o644); err != nil {
+	if err := atomicfile.WriteFile(mod.Userconfig(), out, 0o644); err != nil {
 		writeErr(w, http.StatusInternalServerError, err)
 		return
 	}

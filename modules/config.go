@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/safekit-oss/safekit/internal/atomicfile"
 	"github.com/safekit-oss/safekit/modules/kvmadvice"
 	"github.com/safekit-oss/safekit/modules/layout"
 	"github.com/safekit-oss/safekit/runtime/rfs"
@@ -231,7 +232,7 @@ func (m *Manager) stage(mod layout.Module, u *safe.Userconfig, dir string) error
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "conf", "safeconf.xml"), safeconf, 0o444); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "conf", "safeconf.xml"), safeconf, 0o444); err != nil {
 		return err
 	}
 	return writeWrappers(mod, u.Config, filepath.Join(dir, "bin"))
@@ -431,7 +432,7 @@ func copyTree(src, dst string) error {
 			if err != nil {
 				return err
 			}
-			return writeFileAtomic(target, data, info.Mode().Perm())
+			return atomicfile.WriteFile(target, data, info.Mode().Perm())
 		default:
 			return fmt.Errorf("%s is not a regular file: a module holds only files and directories", p)
 		}

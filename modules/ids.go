@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/safekit-oss/safekit/internal/atomicfile"
 )
 
 // MaxID is the largest module id. Ports derive from it (rfs 5600+(id-1)*4
@@ -59,7 +61,7 @@ func (m *Manager) writeIDs(ids map[string]int) error {
 	for _, n := range names {
 		fmt.Fprintf(&b, "%s %d\n", n, ids[n])
 	}
-	return writeFileAtomic(m.Roots.IDsFile(), []byte(b.String()), 0o644)
+	return atomicfile.WriteFile(m.Roots.IDsFile(), []byte(b.String()), 0o644)
 }
 
 // lockIDs serialises installs and uninstalls on this node.
@@ -113,33 +115,4 @@ func (m *Manager) ID(name string) (int, error) {
 		return 0, err
 	}
 	return ids[name], nil
-}
-
-// writeFileAtomic writes through a temporary file and a rename, so that a
-// crash leaves the old content or the new one, never a mix.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

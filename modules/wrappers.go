@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/safekit-oss/safekit/internal/atomicfile"
 	"github.com/safekit-oss/safekit/modules/layout"
 	"github.com/safekit-oss/safekit/runtime/scripts"
 	"github.com/safekit-oss/safekit/safe"
@@ -56,7 +57,7 @@ esac
 rc=0
 %[4]sexit $rc
 `, mod.Name, w.verb, env.String(), w.body)
-		if err := writeFileAtomic(filepath.Join(binDir, w.file), []byte(content), 0o755); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(binDir, w.file), []byte(content), 0o755); err != nil {
 			return err
 		}
 	}

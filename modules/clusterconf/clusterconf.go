@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/safekit-oss/safekit/internal/atomicfile"
 	"github.com/safekit-oss/safekit/modules/layout"
 	"github.com/safekit-oss/safekit/safe"
 )
@@ -86,7 +87,7 @@ func GenKey(r layout.Roots) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(KeyPath(r), data, 0o600, time.Time{})
+	return atomicfile.WriteFile(KeyPath(r), data, 0o600)
 }
 
 // DelKey removes the cluster key; the date of the configuration becomes
@@ -116,7 +117,7 @@ func SetLocked(r layout.Roots, on bool) error {
 		}
 		return nil
 	}
-	return writeFile(LockPath(r), []byte("1\n"), 0o644, time.Time{})
+	return atomicfile.WriteFile(LockPath(r), []byte("1\n"), 0o644)
 }
 
 // Info is what `safekit cluster confinfo` shows of this node.
@@ -322,7 +323,7 @@ func Apply(r layout.Roots, b *Bundle) error {
 		date = time.Now()
 	}
 	if b.Key != nil {
-		if err := writeFile(KeyPath(r), b.Key, 0o600, date); err != nil {
+		if err := atomicfile.WriteFileTime(KeyPath(r), b.Key, 0o600, date); err != nil {
 			return err
 		}
 	} else if err := os.Remove(KeyPath(r)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -331,7 +332,7 @@ func Apply(r layout.Roots, b *Bundle) error {
 	if err := SetLocked(r, b.Locked); err != nil {
 		return err
 	}
-	return writeFile(r.ClusterXML(), b.XML, 0o644, date)
+	return atomicfile.WriteFileTime(r.ClusterXML(), b.XML, 0o644, date)
 }
 
 // Remove deletes the cluster configuration, key and lock of this node.
@@ -342,38 +343,4 @@ func Remove(r layout.Roots) error {
 		}
 	}
 	return nil
-}
-
-// writeFile replaces path atomically with the given mode and, when date is
-// set, modification time.
-func writeFile(path string, data []byte, mode os.FileMode, date time.Time) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if !date.IsZero() {
-		if err := os.Chtimes(tmp.Name(), date, date); err != nil {
-			return err
-		}
-	}
-	return os.Rename(tmp.Name(), path)
 }

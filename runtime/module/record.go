@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/safekit-oss/safekit/internal/atomicfile"
 	"github.com/safekit-oss/safekit/runtime/automaton"
 )
 
@@ -42,27 +43,7 @@ func saveRecord(path string, p automaton.Persisted) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, append(data, '\n'))
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 // pgTracker records the process groups this module process started.
@@ -112,7 +93,7 @@ func (t *pgTracker) flush() {
 	for pg, e := range t.groups {
 		fmt.Fprintf(&b, "%d %s %s\n", pg, e.start, e.what)
 	}
-	_ = writeAtomic(t.path, []byte(b.String()))
+	_ = atomicfile.WriteFile(t.path, []byte(b.String()), 0o644)
 }
 
 // leftover is a process group recorded by a previous run.

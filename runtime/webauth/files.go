@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/safekit-oss/safekit/internal/atomicfile"
+
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/safekit-oss/safekit/modules/layout"
@@ -385,7 +387,7 @@ func SetRcmdPassword(r layout.Roots, user, password string) error {
 	if err := SetPassword(UserFile(r), user, password); err != nil {
 		return err
 	}
-	return writeFile(RcmdFile(r), []byte(user+":"+password+"\n"), 0o600)
+	return atomicfile.WriteFile(RcmdFile(r), []byte(user+":"+password+"\n"), 0o600)
 }
 
 // SetConsolePassword sets the password of a console user. When group.conf
@@ -458,34 +460,5 @@ func editFile(path string, mode os.FileMode, initial []string, edit func([]strin
 	for _, l := range lines {
 		b.WriteString(l + "\n")
 	}
-	return writeFile(path, b.Bytes(), mode)
-}
-
-// writeFile replaces path atomically (a crash leaves the old content or the
-// new one) with the given mode.
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteFile(path, b.Bytes(), mode)
 }
