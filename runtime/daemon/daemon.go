@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -399,8 +401,48 @@ func getJSON(ctx context.Context, c *http.Client, url string, v any) error {
 }
 
 // shutdownModules stops every running module (safekit shutdown) and waits
-// until they are all in STOP.
+// until they are all in STOP, saying every half minute which ones it still
+// waits for (a stop script can take its time; systemd's TimeoutStopSec is
+// the bound).
 func (d *Daemon) shutdownModules(ctx context.Context, by string) {
+	var mu sync.Mutex
+	left := map[string]bool{}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				mu.Lock()
+				names := slices.Sorted(maps.Keys(left))
+				mu.Unlock()
+				d.log.Infof("safekitd ending: still waiting for the modules %s to stop", strings.Join(names, " "))
+			}
+		}
+	}()
+	defer close(done)
+	d.eachModule(func(name string, c *http.Client) {
+		mu.Lock()
+		left[name] = true
+		mu.Unlock()
+		body := strings.NewReader(fmt.Sprintf(`{"action":"shutdown","by":%q}`, by))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://local/command", body)
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+		}
+		waitStop(ctx, c)
+		mu.Lock()
+		delete(left, name)
+		mu.Unlock()
+	})
+}
+
+// eachModule calls f for every running module process at the same time,
+// and returns when all calls have returned.
+func (d *Daemon) eachModule(f func(name string, c *http.Client)) {
 	d.mu.Lock()
 	names := make([]string, 0, len(d.procs))
 	for n := range d.procs {
@@ -409,20 +451,15 @@ func (d *Daemon) shutdownModules(ctx context.Context, by string) {
 	d.mu.Unlock()
 	sort.Strings(names)
 	var wg sync.WaitGroup
-	for _, n := range names {
-		c := d.client(n)
+	for _, name := range names {
+		c := d.client(name)
 		if c == nil {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			body := strings.NewReader(fmt.Sprintf(`{"action":"shutdown","by":%q}`, by))
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://local/command", body)
-			if resp, err := c.Do(req); err == nil {
-				resp.Body.Close()
-			}
-			waitStop(ctx, c)
+			f(name, c)
 		}()
 	}
 	wg.Wait()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -162,37 +161,20 @@ func short(sig string) string {
 // notifyModules posts /cluster to every running module process; a process
 // that does not know the call (404) is left alone.
 func (d *Daemon) notifyModules() {
-	d.mu.Lock()
-	names := make([]string, 0, len(d.procs))
-	for n := range d.procs {
-		names = append(names, n)
-	}
-	d.mu.Unlock()
-	sort.Strings(names)
-	var wg sync.WaitGroup
-	for _, name := range names {
-		c := d.client(name)
-		if c == nil {
-			continue
+	d.eachModule(func(name string, c *http.Client) {
+		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://local/cluster", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			d.log.Warnf("module %s did not take the new cluster configuration: %v", name, err)
+			return
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
-			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://local/cluster", nil)
-			resp, err := c.Do(req)
-			if err != nil {
-				d.log.Warnf("module %s did not take the new cluster configuration: %v", name, err)
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotFound {
-				d.log.Warnf("module %s did not take the new cluster configuration: %s", name, resp.Status)
-			}
-		}()
-	}
-	wg.Wait()
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotFound {
+			d.log.Warnf("module %s did not take the new cluster configuration: %s", name, resp.Status)
+		}
+	})
 }
 
 func (d *Daemon) handleNode(w http.ResponseWriter, r *http.Request) {
