@@ -78,6 +78,10 @@ type Module struct {
 	splitNoted bool
 	// defaultPrimDone: the automatic swap of defaultprim ran for this join.
 	defaultPrimDone bool
+	// lastPrimJoin: defaultprim="lastprim" and this node was primary when
+	// it last stopped; once it is a Ready SECOND after this start, it asks
+	// the primary for a swap.
+	lastPrimJoin bool
 	// fullSyncPeer: `prim fullsync` asks the next secondary for a full
 	// resynchronisation.
 	fullSyncPeer bool

@@ -1,6 +1,9 @@
 package automaton
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Messages of a mirror that may not have up-to-date data (User's Guide §5.3).
 const (
@@ -52,9 +55,6 @@ func (m *Module) command(c Command) error {
 		return m.execute(c)
 	}
 	if m.Busy() {
-		if m.pending != nil && stopLike(m.pending.Action) && !stopLike(c.Action) {
-			return refusedf("a %s of module %s is already pending", m.pending.Action, m.cfg.Module)
-		}
 		m.pending = &c
 		return nil
 	}
@@ -66,6 +66,10 @@ func (m *Module) command(c Command) error {
 func (m *Module) check(c Command) error {
 	mod := m.cfg.Module
 	busy := m.Busy()
+	if busy && m.pending != nil && stopLike(m.pending.Action) && !stopLike(c.Action) {
+		// Refused before it is logged or counted: it would never run.
+		return refusedf("a %s of module %s is already pending", m.pending.Action, mod)
+	}
 	switch c.Action {
 	case "start":
 		if m.state != Stop || busy {
@@ -118,7 +122,15 @@ func (m *Module) check(c Command) error {
 		}
 		pairOK := m.peerAlive && ((m.state == Prim && m.peer.State == Second) || (m.state == Second && m.peer.State == Prim)) && m.peer.Ready == Ready
 		if busy || m.ready != Ready || !pairOK {
-			return refusedf("swap needs module %s PRIM or SECOND with its peer SECOND or PRIM, both Ready; it is %s %s", mod, m.state, m.ready)
+			what := fmt.Sprintf("it is %s %s", m.state, m.ready)
+			if !busy && m.ready == Ready && (m.state == Prim || m.state == Second) {
+				// This node is fine: say what is wrong with the other.
+				what = "the other node is not known (no heartbeat)"
+				if m.peerAlive {
+					what = fmt.Sprintf("%s is %s %s", m.peerName(), m.peer.State, m.peer.Ready)
+				}
+			}
+			return refusedf("swap needs module %s PRIM or SECOND with its peer SECOND or PRIM, both Ready; %s", mod, what)
 		}
 	default:
 		return refusedf("unknown action %q", c.Action)
@@ -210,6 +222,7 @@ func (m *Module) execute(c Command) error {
 // start: STOP -> WAIT, then decide.
 func (m *Module) start(action string) {
 	m.hbExpired, m.hbArmed = false, false
+	m.lastPrimJoin = m.cfg.DefaultPrim == "lastprim" && m.p.LastPrim
 	m.waitRule = ""
 	m.setState(Wait, Transient)
 	m.degraded = false
@@ -253,6 +266,7 @@ func (m *Module) enter(s State, action string) {
 	}
 	m.setState(s, Transient)
 	if s == Alone || s == Prim {
+		m.lastPrimJoin = false
 		m.plan = append(m.plan, m.rfs(ReplicationRole{Primary: true}))
 	}
 	m.plan = append(m.plan, m.script("transition", m.cfg.ForceStopTimeout, string(Wait), string(s), action))

@@ -17,6 +17,9 @@ package automaton
 //   - swap: the primary leaves PRIM (stop_prim) with Swapping set; the
 //     secondary, seeing it, becomes PRIM; then the former primary starts as
 //     SECOND.
+//   - defaultprim: a node name swaps, once the pair is PRIM/SECOND Ready,
+//     so that the named node is primary; "lastprim" makes a restarted node
+//     that was primary before its stop ask for that swap.
 //   - Split brain: two ALONE nodes that see each other again; the one that
 //     was secondary before gives way (stopstart, then rejoins as SECOND).
 
@@ -196,6 +199,15 @@ func (m *Module) settle() bool {
 			}
 			m.swapIn()
 			return true
+		case m.lastPrimJoin && m.ready == Ready && m.peerAlive && p.State == Prim && p.Ready == Ready && m.swapReq == 0:
+			// defaultprim="lastprim" (User's Guide §13.3.3): a node that
+			// was primary when it was stopped takes that role back. It
+			// joined as SECOND (the other node was primary), so it asks
+			// for the swap, as `safekit swap` on a secondary does.
+			m.lastPrimJoin = false
+			m.logf("heart", "E", "Transition SWAP from defaultprim")
+			m.swapSeq++
+			m.swapReq = m.swapSeq
 		}
 	}
 	return false
@@ -416,6 +428,7 @@ func (m *Module) failover(why string) {
 		return
 	}
 	m.logf("heart", "E", "Action alone called by heart: %s", why)
+	m.lastPrimJoin = false
 	m.setState(Second, Transient)
 	m.plan = append(m.plan, do(func() { m.closeWindow("second") }),
 		m.script("stop_second", m.cfg.NiceStopTimeout, string(Second), string(Alone), "start"),
@@ -441,9 +454,12 @@ func (m *Module) leaveToWait(from State, action string) {
 // swapOut: the primary gives up PRIM; the peer takes over, then this node
 // starts as SECOND.
 func (m *Module) swapOut() {
+	// Only the primary's part stops (User's Guide §14.4): start_both and
+	// what it started go on, the node stays in the pair.
 	m.setState(Prim, Transient)
-	m.plan = append(m.plan, m.leaveSteps(Prim, Second, "swap", true)...)
-	m.plan = append(m.plan,
+	m.plan = append(m.plan, do(func() { m.closeWindow("prim") }),
+		m.script("stop_prim", m.cfg.NiceStopTimeout, string(Prim), string(Second), "swap"),
+		m.script("stop_prim", m.cfg.ForceStopTimeout, "force", string(Prim), string(Second), "swap"),
 		m.rfs(ReplicationRole{Primary: false}),
 		m.script("transition", m.cfg.ForceStopTimeout, string(Prim), string(Second), "swap"),
 		do(func() {
@@ -461,7 +477,7 @@ func (m *Module) finishSwapOut() {
 
 // swapIn: the secondary takes over from a primary that left for a swap.
 func (m *Module) swapIn() {
-	m.swapReq = 0
+	m.swapReq, m.lastPrimJoin = 0, false
 	m.setState(Second, Transient)
 	m.plan = append(m.plan,
 		m.script("stop_sec", m.cfg.NiceStopTimeout, string(Second), string(Prim), "swap"),
