@@ -695,6 +695,7 @@ func testUpToDate(t *testing.T) {
 	t.Run("the former secondary waits alone until prim", func(t *testing.T) {
 		must(t, n2, "stop", "-m", rfsModule)
 		waitState(t, n1, rfsModule, "ALONE Ready")
+		waitState(t, n2, rfsModule, "STOP NotReady")
 		inNode(t, n1, "bash", "-euc", "echo only-on-node1 > "+rfsDir+"/b")
 		must(t, n1, "stop", "-m", rfsModule)
 		waitState(t, n1, rfsModule, "STOP NotReady")
@@ -721,6 +722,7 @@ func testUpToDate(t *testing.T) {
 		// node2 PRIM, node1 SECOND.
 		must(t, n1, "stop", "-m", rfsModule)
 		waitState(t, n2, rfsModule, "ALONE Ready")
+		waitState(t, n1, rfsModule, "STOP NotReady")
 		inNode(t, n2, "dd", "if=/dev/urandom", "of="+rfsDir+"/big", "bs=1M", "count=96", "status=none")
 		t0 := time.Now()
 		must(t, n1, "start", "-m", rfsModule)
@@ -755,6 +757,7 @@ func testUpToDate(t *testing.T) {
 		// node1 PRIM, node2 SECOND.
 		must(t, n2, "stop", "-m", rfsModule)
 		waitState(t, n1, rfsModule, "ALONE Ready")
+		waitState(t, n2, rfsModule, "STOP NotReady")
 		t0 := time.Now()
 		must(t, n2, "second", "fullsync", "-m", rfsModule)
 		waitPair(t, n1, n2)
@@ -762,6 +765,7 @@ func testUpToDate(t *testing.T) {
 
 		must(t, n2, "stop", "-m", rfsModule)
 		waitState(t, n1, rfsModule, "ALONE Ready")
+		waitState(t, n2, rfsModule, "STOP NotReady")
 		must(t, n1, "stop", "-m", rfsModule)
 		waitState(t, n1, rfsModule, "STOP NotReady")
 		t1 := time.Now()
@@ -900,6 +904,7 @@ func testCutDuringReintegration(t *testing.T) {
 	_, n1, n2 := rfsPair(t, rfsOptions{rfsAttrs: `reiallowedbw="16000"`})
 	must(t, n2, "stop", "-m", rfsModule)
 	waitState(t, n1, rfsModule, "ALONE Ready")
+	waitState(t, n2, rfsModule, "STOP NotReady")
 	inNode(t, n1, "dd", "if=/dev/urandom", "of="+rfsDir+"/big", "bs=1M", "count=96", "status=none")
 	ack := filepath.Join(t.TempDir(), "journal.ack")
 	w := startWriter(t, n1, ack, "log", "-file", rfsDir+"/journal", "-n", strconv.Itoa(tr.writes))
@@ -939,6 +944,7 @@ func testDaemonRestartDuringReintegration(t *testing.T) {
 	for round, how := range []string{"killed", "stopped"} {
 		must(t, n2, "stop", "-m", rfsModule)
 		waitState(t, n1, rfsModule, "ALONE Ready")
+		waitState(t, n2, rfsModule, "STOP NotReady")
 		inNode(t, n1, "dd", "if=/dev/urandom", "of="+rfsDir+"/big", "bs=1M", "count=96", "status=none")
 		ack := filepath.Join(t.TempDir(), "journal.ack")
 		file := fmt.Sprintf("%s/journal%d", rfsDir, round)

@@ -70,6 +70,9 @@ func (m *Module) check(c Command) error {
 		// Refused before it is logged or counted: it would never run.
 		return refusedf("a %s of module %s is already pending", m.pending.Action, mod)
 	}
+	if busy && m.stopping && (c.Action == "start" || c.Action == "prim" || c.Action == "primforce" || c.Action == "second") {
+		return refusedf("module %s is stopping (%s %s): wait for the end of the stop (safekit waitstop -m %s), then run safekit %s", mod, m.state, m.ready, mod, c.Action)
+	}
 	switch c.Action {
 	case "start":
 		if m.state != Stop || busy {
