@@ -44,16 +44,33 @@ fuzz:
 bench: build
 	$(GO) run ./internal/tools/benchreport
 
-# The main job: see README.md.
-demo: build
-	./scripts/demo.sh
+# The main job: see README.md. The script installs the packages it needs,
+# builds (as build does), and runs the demo until Ctrl-C; DEMO_CI=1 makes it
+# the non-interactive check that the tests run.
+demo:
+	SAFEKIT_DEMO_BIN=$(abspath $(BIN)) SAFEKIT_DEMO_BUILD=$(abspath $(BUILD)) ./scripts/demo.sh
 
+# PREFIX is SAFE on the installed node (the unit says so); DESTDIR stages the
+# tree elsewhere (packaging, the tests). safekit lands on PATH as
+# /usr/local/bin/safekit: a link with the default PREFIX, otherwise a wrapper
+# that gives the CLI its SAFE.
 install: build
-	install -d $(DESTDIR)$(PREFIX) $(DESTDIR)$(PREFIX)/Application_Modules/generic $(DESTDIR)/etc/systemd/system $(DESTDIR)/usr/local/bin
+	install -d $(DESTDIR)$(PREFIX)/Application_Modules/generic $(DESTDIR)$(PREFIX)/docs/images \
+		$(DESTDIR)/etc/systemd/system $(DESTDIR)/usr/local/bin
 	install -m 0755 $(BIN)/safekit $(BIN)/safekitd $(DESTDIR)$(PREFIX)/
 	install -m 0644 $(BUILD)/Application_Modules/generic/*.safe $(DESTDIR)$(PREFIX)/Application_Modules/generic/
-	install -m 0644 deploy/safekit.service $(DESTDIR)/etc/systemd/system/safekit.service
-	ln -sf $(PREFIX)/safekit $(DESTDIR)/usr/local/bin/safekit
+	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/docs/
+	install -m 0644 docs/images/* $(DESTDIR)$(PREFIX)/docs/images/
+	sed 's|/opt/safekit|$(PREFIX)|g' deploy/safekit.service > $(DESTDIR)/etc/systemd/system/safekit.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/safekit.service
+	rm -f $(DESTDIR)/usr/local/bin/safekit
+ifeq ($(PREFIX),/opt/safekit)
+	ln -s $(PREFIX)/safekit $(DESTDIR)/usr/local/bin/safekit
+else
+	printf '#!/bin/sh\nSAFE="$${SAFE:-$(PREFIX)}"\nexport SAFE\nexec $(PREFIX)/safekit "$$@"\n' > $(DESTDIR)/usr/local/bin/safekit
+	chmod 0755 $(DESTDIR)/usr/local/bin/safekit
+endif
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 clean:
 	rm -rf $(BIN) $(BUILD)
