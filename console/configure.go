@@ -88,6 +88,45 @@ func (s *Server) handleClusterApply(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, append(results, others...))
 }
 
+// handleClusterDeconfig unconfigures the cluster on nodes ({nodes} or
+// ?nodes=; none: this node), as `safekit cluster deconfig` on each. The
+// other nodes go first, at once, with -H: that needs this node's
+// cluster.xml, which the deconfiguration of this node removes last.
+func (s *Server) handleClusterDeconfig(w http.ResponseWriter, r *http.Request) {
+	names, ok := targetNodes(w, r)
+	if !ok {
+		return
+	}
+	self := s.selfName(r.Context())
+	if len(names) == 0 {
+		names = []string{s.selfLabel(r.Context())}
+		self = names[0]
+	}
+	var others, here []int
+	for i, n := range names {
+		if n == self {
+			here = append(here, i)
+		} else {
+			others = append(others, i)
+		}
+	}
+	results := make([]NodeResult, len(names))
+	for k, res := range forNodes(others, func(i int) NodeResult {
+		if _, err := s.node(names[i]); err != nil {
+			return NodeResult{Node: names[i], Output: err.Error() + "\n"}
+		}
+		res := s.runCommand(r, "-H", names[i], "cluster", "deconfig")
+		return NodeResult{Node: names[i], OK: res.OK, Output: res.Output}
+	}) {
+		results[others[k]] = res
+	}
+	for _, i := range here {
+		res := s.runCommand(r, "cluster", "deconfig")
+		results[i] = NodeResult{Node: names[i], OK: res.OK, Output: res.Output}
+	}
+	writeJSON(w, http.StatusOK, results)
+}
+
 // remoteHandler is one of the daemon's handlers of distributed commands.
 func (s *Server) remoteHandler(h http.Handler) http.Handler {
 	if h == nil {

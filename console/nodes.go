@@ -11,12 +11,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/safekit-oss/safekit/modules"
+	"github.com/safekit-oss/safekit/modules/clusterconf"
 	"github.com/safekit-oss/safekit/runtime/webauth"
 )
 
@@ -49,18 +49,7 @@ func (s *Server) clusterNodes() ([]nodeRef, error) {
 				n.Addresses[l.Name] = a
 			}
 		}
-		addr := name
-		if l := cl.CommandLan(); l != nil && cl.Addr(l.Name, name) != "" {
-			addr = cl.Addr(l.Name, name)
-		} else {
-			for _, l := range cl.Lans {
-				if a := cl.Addr(l.Name, name); a != "" {
-					addr = a
-					break
-				}
-			}
-		}
-		n.URL = "http://" + net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(port))
+		n.URL = clusterconf.BaseURL("http", clusterconf.CommandAddr(cl, name), port)
 		out = append(out, n)
 	}
 	return out, nil
@@ -250,4 +239,73 @@ func (s *Server) local(ctx context.Context, method, path string) (*http.Response
 		return nil, &statusError{code: resp.StatusCode, msg: eb.Error}
 	}
 	return resp, nil
+}
+
+// probeTimeout bounds the probe of an address by the cluster wizard: an
+// operator waits for it while typing.
+const probeTimeout = 2 * time.Second
+
+// Probe is the body of POST /api/v1.0/cluster/probe.
+type Probe struct {
+	// Addr is an address that may go in cluster.xml: IPv4, IPv6 (with or
+	// without brackets) or a host name.
+	Addr string `json:"addr"`
+}
+
+// ProbeResult says whether a safekitd answers at an address.
+type ProbeResult struct {
+	Addr string `json:"addr"`
+	// URL is where it was asked: the address at the HTTP port of this
+	// node, as the nodes of a cluster reach each other.
+	URL string `json:"url"`
+	// OK: a safekitd answered with what Level says of it; its Node is its
+	// name in its own cluster.xml, "" before it has one.
+	OK bool `json:"ok"`
+	Level
+	// Error says why not.
+	Error string `json:"error,omitempty"`
+}
+
+// handleClusterProbe asks an address that is not in cluster.xml yet which
+// safekitd answers there, as the private user of distributed commands. It
+// sends that credential to an address an Admin chose, as applying a
+// cluster.xml with that address would.
+func (s *Server) handleClusterProbe(w http.ResponseWriter, r *http.Request) {
+	var p Probe
+	if !decodeJSON(w, r, &p) {
+		return
+	}
+	addr := strings.TrimSpace(p.Addr)
+	if !probeable(addr) {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("%q is not an address: give an IPv4 or IPv6 address or a host name", p.Addr))
+		return
+	}
+	out := ProbeResult{Addr: addr, URL: clusterconf.BaseURL("http", addr, webauth.HTTPPort(s.roots()))}
+	ctx, cancel := context.WithTimeout(r.Context(), probeTimeout)
+	defer cancel()
+	err := s.nodes.do(ctx, http.MethodGet, out.URL+"/api/v1.0/level", "", nil, &out.Level)
+	var se *statusError
+	var syntax *json.SyntaxError
+	switch {
+	case errors.As(err, &se) && se.code == http.StatusUnauthorized:
+		out.Error = fmt.Sprintf("%s answers, but refuses the password of distributed commands of this node: give every node the same (safekit webservercfg -rcmdpasswd)", out.URL)
+	case errors.As(err, &syntax), errors.As(err, &se) && se.code == http.StatusNotFound, err == nil && out.Version == "":
+		out.Error = fmt.Sprintf("%s answers, but it is not the web service of a safekitd", out.URL)
+	case ctx.Err() != nil && r.Context().Err() == nil:
+		out.Error = fmt.Sprintf("no reply of %s within %s: check the address, the network, the firewall and that safekitd runs there", addr, probeTimeout)
+	case err != nil:
+		out.Error = err.Error()
+	default:
+		out.OK = true
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// probeable accepts what can be the address of a node: an IP address, or
+// a host name (no scheme, port, path or user).
+func probeable(addr string) bool {
+	if ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]")); ip != nil {
+		return true
+	}
+	return addr != "" && len(addr) <= 253 && !strings.ContainsAny(addr, "/\\:@?#[] \t%")
 }

@@ -58,6 +58,8 @@ var bodies = map[string]any{
 	"Install":        Install{},
 	"Macros":         []Macro{},
 	"Nodes":          Nodes{},
+	"Probe":          Probe{},
+	"ProbeResult":    ProbeResult{},
 	"Restore":        Restore{},
 	"LogMessage":     LogMessage{},
 	"UserlogMessage": UserlogMessage{},

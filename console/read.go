@@ -1,6 +1,8 @@
 package console
 
 import (
+	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,7 @@ import (
 	"github.com/safekit-oss/safekit/modules"
 	"github.com/safekit-oss/safekit/modules/clusterconf"
 	"github.com/safekit-oss/safekit/modules/layout"
+	"github.com/safekit-oss/safekit/runtime/modlog"
 	"github.com/safekit-oss/safekit/runtime/module"
 	"github.com/safekit-oss/safekit/safe"
 )
@@ -121,6 +124,11 @@ type ModuleRow struct {
 	// configured); the same on every node when the configuration is.
 	Signature string    `json:"signature"`
 	Date      time.Time `json:"date"`
+	// Saved is the date of the installed configuration (SAFE/modules/AM:
+	// conf/userconfig.xml and bin/, its newest file) when it differs from
+	// the active one: saved, not applied yet. Absent when they are the
+	// same.
+	Saved *time.Time `json:"saved,omitempty"`
 }
 
 // Modules is GET /api/v1.0/modules.
@@ -139,8 +147,13 @@ func (s *Server) handleModules(w http.ResponseWriter, r *http.Request) {
 	out := Modules{Node: s.selfName(r.Context()), Modules: []ModuleRow{}}
 	for _, i := range infos {
 		row := ModuleRow{Name: i.Name, ID: i.ID, Mode: string(i.Mode), Configured: i.Configured, State: "STOP", Ready: "NotReady"}
-		if active, _, err := mgr.ConfInfo(i.Name); err == nil && active.Hash != "" {
-			row.Signature, row.Date = active.Hash, active.Date
+		if active, current, err := mgr.ConfInfo(i.Name); err == nil {
+			if active.Hash != "" {
+				row.Signature, row.Date = active.Hash, active.Date
+			}
+			if current.Hash != "" && current.Hash != active.Hash {
+				row.Saved = &current.Date
+			}
 		}
 		var snap module.Snapshot
 		if i.Configured && s.localGet(r.Context(), "/v1/modules/"+i.Name+"/state", &snap) == nil {
@@ -266,6 +279,51 @@ func (s *Server) handleLog(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// wholeLog is the count of messages that GET log.txt asks for: more than a
+// module log keeps (modlog.DefaultMaxEntries, plus what waits for pruning).
+const wholeLog = 1 << 20
+
+// handleLogText streams the whole module log as text, one line per message
+// as `safekit log` and `safekit logview` print them (modlog.Entry.String),
+// oldest first, for a download. The messages are decoded and written one by
+// one: a log of a hundred thousand lines is never held here as text.
+func (s *Server) handleLogText(w http.ResponseWriter, r *http.Request) {
+	name, ok := moduleName(w, r)
+	if !ok {
+		return
+	}
+	verbose, kind := "0", ""
+	if r.URL.Query().Get("verbose") == "1" {
+		verbose, kind = "1", "verbose_"
+	}
+	resp, err := s.local(r.Context(), http.MethodGet, fmt.Sprintf("/v1/modules/%s/log?n=%d&verbose=%s", name, wholeLog, verbose))
+	if err != nil {
+		writeLocalErr(w, err)
+		return
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		writeErr(w, http.StatusBadGateway, fmt.Errorf("the log of module %s: safekitd answered no list of messages", name))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", fmt.Sprintf("%s_%s_%slog.txt", name, s.selfLabel(r.Context()), kind)))
+	out := bufio.NewWriterSize(w, 64<<10)
+	for dec.More() {
+		var e modlog.Entry
+		if err := dec.Decode(&e); err != nil {
+			// The status is sent: the download ends short, and says why.
+			fmt.Fprintf(out, "(the log could not be read further: %v)\n", err)
+			break
+		}
+		if _, err := out.WriteString(e.String() + "\n"); err != nil {
+			return
+		}
+	}
+	_ = out.Flush()
 }
 
 // Userlog is a script log file, SAFEVAR/modules/AM/userlog_<date>T<time>_<script>.ulog.
@@ -401,12 +459,15 @@ func serveFile(w http.ResponseWriter, r *http.Request, path, contentType, attach
 // Diagnostic is a problem of a configuration file, positioned.
 type Diagnostic struct {
 	// File is conf/userconfig.xml for the file of an installed module.
-	File     string `json:"file"`
-	Line     int    `json:"line"`
-	Column   int    `json:"column"`
-	Element  string `json:"element,omitempty"`
-	Severity string `json:"severity"` // error or warning
-	Message  string `json:"message"`
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Element string `json:"element,omitempty"`
+	// Attribute is the attribute of Element the problem is about, when it
+	// is about one: the field an editor points at.
+	Attribute string `json:"attribute,omitempty"`
+	Severity  string `json:"severity"` // error or warning
+	Message   string `json:"message"`
 }
 
 // diagnosticsOf converts diagnostics; those of file are shown as
@@ -422,7 +483,7 @@ func diagnosticsOf(ds safe.Diagnostics, file string) []Diagnostic {
 		if file != "" && f == file {
 			f = "conf/userconfig.xml"
 		}
-		out = append(out, Diagnostic{File: f, Line: d.Pos.Line, Column: d.Pos.Col, Element: d.Element, Severity: sev, Message: d.Msg})
+		out = append(out, Diagnostic{File: f, Line: d.Pos.Line, Column: d.Pos.Col, Element: d.Element, Attribute: d.Attr, Severity: sev, Message: d.Msg})
 	}
 	return out
 }

@@ -47,6 +47,35 @@ func TestReads(t *testing.T) {
 	if mods.Node != "node1" || len(mods.Modules) != 1 || mods.Modules[0].State != "ALONE" || !mods.Modules[0].Running || mods.Modules[0].Mode != "mirror" || mods.Modules[0].Signature == "" {
 		t.Errorf("modules: %+v", mods)
 	}
+	// bin/start_prim is saved, not applied: the row has the date of the
+	// newest file of the installed configuration.
+	saved := time.Date(2026, 11, 24, 8, 30, 0, 0, time.UTC)
+	for f, mtime := range map[string]time.Time{
+		filepath.Join(n.roots.Module("m1").Bin(), "start_prim"): saved,
+		n.roots.Module("m1").Userconfig():                       saved.Add(-time.Hour),
+	} {
+		if err := os.Chtimes(f, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mon.json(http.MethodGet, "/api/v1.0/modules", nil, http.StatusOK, &mods)
+	if s := mods.Modules[0].Saved; s == nil || !s.Equal(saved) {
+		t.Errorf("saved, not applied: %v", s)
+	}
+	// Applied: no saved date, even when a file is written again unchanged.
+	writeTestFile(t, filepath.Join(n.roots.Module("m1").UserBin(), "start_prim"), "#!/bin/sh\necho start\n")
+	if err := os.Chmod(filepath.Join(n.roots.Module("m1").UserBin(), "start_prim"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, n.roots.Module("m1").Userconfig(), mirrorModule)
+	mods = Modules{}
+	mon.json(http.MethodGet, "/api/v1.0/modules", nil, http.StatusOK, &mods)
+	if s := mods.Modules[0].Saved; s != nil {
+		t.Errorf("an applied configuration has a saved date: %v", s)
+	}
+	if err := os.Remove(filepath.Join(n.roots.Module("m1").UserBin(), "start_prim")); err != nil {
+		t.Fatal(err)
+	}
 
 	// The log: the last n, or after a seq.
 	for i := range 5 {
@@ -143,7 +172,7 @@ func TestConfigure(t *testing.T) {
 	}
 	broken := strings.Replace(mirrorModule, `mode="mirror"`, `mode="mirrror"`, 1)
 	admin.json(http.MethodPut, "/api/v1.0/modules/m1/files/conf/userconfig.xml", broken, http.StatusOK, &check)
-	if check.Valid || len(check.Diagnostics) == 0 || check.Diagnostics[0].File != "conf/userconfig.xml" || check.Diagnostics[0].Line != 3 || check.Diagnostics[0].Element != "service" {
+	if check.Valid || len(check.Diagnostics) == 0 || check.Diagnostics[0].File != "conf/userconfig.xml" || check.Diagnostics[0].Line != 3 || check.Diagnostics[0].Element != "service" || check.Diagnostics[0].Attribute != "mode" {
 		t.Errorf("check of a broken file: %+v", check)
 	}
 	admin.json(http.MethodPost, "/api/v1.0/modules/m1/check", nil, http.StatusOK, &check)
@@ -154,10 +183,17 @@ func TestConfigure(t *testing.T) {
 	admin.json(http.MethodDelete, "/api/v1.0/modules/m1/files/bin/start_prim", nil, http.StatusOK, nil)
 	admin.json(http.MethodDelete, "/api/v1.0/modules/m1/files/conf/userconfig.xml", nil, http.StatusBadRequest, nil)
 
-	// The cluster.
+	// The cluster (a new Check each time: an attribute left out by the
+	// JSON must not be an earlier one).
+	check = Check{}
 	admin.json(http.MethodPost, "/api/v1.0/cluster/check", ClusterXML{XML: "<cluster><lans><lan name=\"default\">\n<node name=\"node1\" addr=\"192.0.2.1\"/>\n</lan></lans></cluster>"}, http.StatusOK, &check)
-	if check.Valid || check.Diagnostics[0].Line == 0 {
+	if check.Valid || check.Diagnostics[0].Line == 0 || check.Diagnostics[0].Attribute != "" {
 		t.Errorf("cluster check: %+v", check)
+	}
+	check = Check{}
+	admin.json(http.MethodPost, "/api/v1.0/cluster/check", ClusterXML{XML: "<cluster><lans><lan name=\"default\">\n<node name=\"node1\" addr=\"192.0.2.1\"/>\n<node name=\"node2\" addr=\"\"/>\n</lan></lans></cluster>"}, http.StatusOK, &check)
+	if check.Valid || len(check.Diagnostics) != 1 || check.Diagnostics[0].Line != 3 || check.Diagnostics[0].Element != "node" || check.Diagnostics[0].Attribute != "addr" {
+		t.Errorf("cluster check of an empty address: %+v", check)
 	}
 	good := `<cluster><lans><lan name="default"><node name="node1" addr="192.0.2.1"/><node name="node2" addr="192.0.2.2"/></lan></lans></cluster>`
 	admin.json(http.MethodPut, "/api/v1.0/cluster", ClusterXML{XML: "<cluster>"}, http.StatusUnprocessableEntity, nil)
@@ -296,4 +332,35 @@ func TestDownloads(t *testing.T) {
 	if got := n.commands(); len(got) != 1 || got[0][0] != "snapshot" || !filepath.IsAbs(got[0][3]) {
 		t.Errorf("ran %q", got)
 	}
+}
+
+// TestLogText: the whole module log as text, as safekit log prints it,
+// also through another node.
+func TestLogText(t *testing.T) {
+	n1, n2 := twoNodes(t)
+	m := n2.addModule("m1", lightModule, true)
+	var want, wantVerbose strings.Builder
+	for i := range 3000 {
+		e := appendLog(t, m, "E", fmt.Sprintf("event %d", i))
+		want.WriteString(e.String() + "\n")
+		wantVerbose.WriteString(e.String() + "\n")
+		e = appendLog(t, m, "I", fmt.Sprintf("detail %d", i))
+		wantVerbose.WriteString(e.String() + "\n")
+	}
+	mon := n1.login("mon")
+	for _, tc := range []struct {
+		query, want, file string
+	}{{"", want.String(), "m1_node2_log.txt"}, {"?verbose=1", wantVerbose.String(), "m1_node2_verbose_log.txt"}} {
+		resp, err := http.DefaultClient.Do(mon.request(http.MethodGet, "/api/v1.0/nodes/node2/modules/m1/log.txt"+tc.query, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(body) != tc.want || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" ||
+			resp.Header.Get("Content-Disposition") != `attachment; filename="`+tc.file+`"` {
+			t.Errorf("log.txt%s: %d %v, %d bytes, want %d", tc.query, resp.StatusCode, resp.Header, len(body), len(tc.want))
+		}
+	}
+	mon.json(http.MethodGet, "/api/v1.0/modules/nope/log.txt", nil, http.StatusNotFound, nil)
 }

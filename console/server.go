@@ -219,6 +219,7 @@ func (s *Server) table() []route {
 		{get, "/api/v1.0/application_modules/{section}/{file}", false, RoleMonitor, "modules", "download a .safe file of SAFE/Application_Modules", nil, "", "application/zip", s.handleAppModule},
 		{get, mod + "/state", false, RoleMonitor, "modules", "the state of a module with its resources", nil, "", "Snapshot", s.handleState},
 		{get, mod + "/log", false, RoleMonitor, "modules", "the module log, oldest first", []string{"n: number of messages (default 300)", "verbose: 1 for the verbose log", "after: only the messages after this seq"}, "", "LogEntries", s.handleLog},
+		{get, mod + "/log.txt", false, RoleMonitor, "modules", "the whole module log as text, as safekit log prints it, oldest first, to download (AM_NODE_log.txt)", []string{"verbose: 1 for the verbose log"}, "", "text/plain", s.handleLogText},
 		{get, mod + "/userlogs", false, RoleMonitor, "modules", "the script logs of a module, newest first", nil, "", "Userlogs", s.handleUserlogs},
 		{get, mod + "/userlogs/{file}", false, RoleMonitor, "modules", "one script log (Range requests work)", nil, "", "text/plain", s.handleUserlog},
 		{get, mod + "/config", false, RoleMonitor, "configuration", "userconfig.xml, its macros, the bin/ files, the diagnostics of confcheck and the typed configuration", nil, "", "ModuleConfig", s.handleConfig},
@@ -236,6 +237,8 @@ func (s *Server) table() []route {
 		// Configuration.
 		{post, "/api/v1.0/cluster/check", false, RoleAdmin, "cluster", "check a cluster.xml without writing it", nil, "ClusterXML", "Check", s.handleClusterCheck},
 		{put, "/api/v1.0/cluster", false, RoleAdmin, "cluster", "JSON {xml}: check and write SAFEVAR/cluster/cluster.xml (apply it with /cluster/apply); a zip: the cluster configuration of `safekit -H -G`", nil, "ClusterXML", "Check", s.handleClusterPut},
+		{del, "/api/v1.0/cluster", false, RoleAdmin, "cluster", "unconfigure the cluster on nodes (safekit cluster deconfig on each; the other nodes first, this one last)", []string{"nodes: comma-separated nodes, when there is no body"}, "Nodes", "NodeResults", s.handleClusterDeconfig},
+		{post, "/api/v1.0/cluster/probe", false, RoleAdmin, "cluster", "whether a safekitd answers at an address (not yet in cluster.xml) on this node's HTTP port, and which: its name, version, host; 2 s at most", nil, "Probe", "ProbeResult", s.handleClusterProbe},
 		{post, "/api/v1.0/cluster/apply", false, RoleAdmin, "cluster", "safekit cluster config here, then -G to every other node", nil, "", "NodeResults", s.handleClusterApply},
 		{post, "/api/v1.0/cli", false, RoleAdmin, "cluster", "run a safekit command on this node (safekit -H)", nil, "CLI", "Result", s.handleRemoteCLI},
 		{post, mod + "/install", false, RoleAdmin, "configuration", "install a module from SAFE/Application_Modules (JSON {source, reinstall}) or from an uploaded .safe (multipart, field file)", nil, "Install", "CommandResult", s.handleInstall},

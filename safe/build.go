@@ -145,7 +145,7 @@ func (c *checker) buildHeart(e *etree.Element) *Heart {
 		case b.Lan != "":
 			c.syntax(hb, false)
 		case !ha.has("name") && len(b.Servers) == 0:
-			c.errorf(hb, `missing attribute name: set it to a lan of cluster.xml, e.g. name="default"`)
+			c.attrErrorf(hb, "name", `missing attribute name: set it to a lan of cluster.xml, e.g. name="default"`)
 		}
 		if b.Ident == "" {
 			b.Ident = b.Lan
@@ -154,15 +154,29 @@ func (c *checker) buildHeart(e *etree.Element) *Heart {
 			b.Ident = strconv.Itoa(len(h.Heartbeats)) // legacy resources are heartbeat.0, heartbeat.1...
 		}
 		if f, dup := idents[b.Ident]; dup && b.Ident != "" {
-			c.errorf(hb, "two heartbeats are named %q (the other at line %d): give each one its own ident", b.Ident, c.pos[f].Line)
+			// The ident is the lan name unless it is written.
+			attr := "ident"
+			if !ha.has("ident") {
+				attr = "name"
+			}
+			c.attrErrorf(hb, attr, "two heartbeats are named %q (the other at line %d): give each one its own ident", b.Ident, c.pos[f].Line)
 		}
 		idents[b.Ident] = hb
 		if f, dup := lans[b.Lan]; dup && b.Lan != "" {
-			c.errorf(hb, "two heartbeats use the lan %q (the other at line %d): one heartbeat per lan", b.Lan, c.pos[f].Line)
+			c.attrErrorf(hb, "name", "two heartbeats use the lan %q (the other at line %d): one heartbeat per lan", b.Lan, c.pos[f].Line)
 		}
 		lans[b.Lan] = hb
 		if b.Timeout <= b.Pulse {
-			c.errorf(hb, "timeout %s is not longer than pulse %s: the heartbeat would be declared lost between two packets", b.Timeout, b.Pulse)
+			// The values may come from <heart>; the attribute is named
+			// when the heartbeat sets one.
+			attr := ""
+			switch {
+			case ha.has("timeout"):
+				attr = "timeout"
+			case ha.has("pulse"):
+				attr = "pulse"
+			}
+			c.attrErrorf(hb, attr, "timeout %s is not longer than pulse %s: the heartbeat would be declared lost between two packets", b.Timeout, b.Pulse)
 		}
 		h.Heartbeats = append(h.Heartbeats, b)
 	}
@@ -190,7 +204,7 @@ func (c *checker) buildFarm(e *etree.Element) *Farm {
 		if fl.Name != "" {
 			c.syntax(l, false)
 		} else if len(fl.Nodes) == 0 && l.SelectAttr("name") == nil {
-			c.errorf(l, `missing attribute name: set it to a lan of cluster.xml, e.g. name="default"`)
+			c.attrErrorf(l, "name", `missing attribute name: set it to a lan of cluster.xml, e.g. name="default"`)
 		}
 		f.Lans = append(f.Lans, fl)
 	}
@@ -226,10 +240,10 @@ func (c *checker) buildVIP(e *etree.Element) *VIP {
 				vi.VirtualType = virt.SelectAttrValue("type", "")
 				vi.VirtualMAC = virt.SelectAttrValue("addr", "")
 				if vi.VirtualType == "" && virt.SelectAttr("type") == nil {
-					c.errorf(virt, `missing attribute type: set it to "vmac_directed" or "vmac_invisible"`)
+					c.attrErrorf(virt, "type", `missing attribute type: set it to "vmac_directed" or "vmac_invisible"`)
 				}
 				if vi.VirtualType == "vmac_invisible" && vi.ARPReroute {
-					c.errorf(ie, `arpreroute="on" does not work with a vmac_invisible virtual interface: set arpreroute="off"`)
+					c.attrErrorf(ie, "arpreroute", `arpreroute="on" does not work with a vmac_invisible virtual interface: set arpreroute="off"`)
 				}
 			}
 			vaSpec := ifSpec.child("real_interface").child("virtual_addr")
@@ -240,10 +254,10 @@ func (c *checker) buildVIP(e *etree.Element) *VIP {
 					where = defWhere
 				}
 				if real == nil && where == "one_side" {
-					c.errorf(va, `where="one_side" is for a <real_interface>: use "alias" or "one_side_alias"`)
+					c.attrErrorf(va, "where", `where="one_side" is for a <real_interface>: use "alias" or "one_side_alias"`)
 				}
 				if real != nil && where == "alias" {
-					c.errorf(va, `where="alias" is for the <virtual_interface> of a farm: a mirror uses "one_side_alias"`)
+					c.attrErrorf(va, "where", `where="alias" is for the <virtual_interface> of a farm: a mirror uses "one_side_alias"`)
 				}
 				vi.Addrs = append(vi.Addrs, VirtualAddr{Addr: aa.str("addr"), Where: where, Check: aa.on("check"),
 					Connections: aa.on("connections"), Netmask: aa.str("netmask")})
@@ -269,10 +283,10 @@ func (c *checker) buildVIP(e *etree.Element) *VIP {
 				ra := at(r, ruleSpec)
 				rule := LBRule{VirtualAddr: ra.str("virtual_addr"), Port: ra.str("port"), Proto: ra.str("proto"), Filter: ra.str("filter")}
 				if rule.Proto == "arp" && rule.Filter != "on_addr" {
-					c.errorf(r, `proto="arp" works only with filter="on_addr"`)
+					c.attrErrorf(r, "filter", `proto="arp" works only with filter="on_addr"`)
 				}
 				if rule.Filter == "on_ipid" && rule.Proto == "tcp" {
-					c.errorf(r, `filter="on_ipid" is for UDP: use "on_addr" or "on_port" with TCP`)
+					c.attrErrorf(r, "filter", `filter="on_ipid" is for UDP: use "on_addr" or "on_port" with TCP`)
 				}
 				g.Rules = append(g.Rules, rule)
 			}
@@ -299,10 +313,10 @@ func (c *checker) buildRFS(e *etree.Element) *RFS {
 		PacketSize: a.int("packetsize"), ReiPacketSize: a.int("reipacketsize"), MountOver: e.SelectAttrValue("mountover", ""),
 	}
 	if r.ReiPacketSize > 0 && r.RUZoneBlockSize%r.ReiPacketSize != 0 {
-		c.errorf(e, "ruzone_blocksize %d is not a multiple of reipacketsize %d: make it one", r.RUZoneBlockSize, r.ReiPacketSize)
+		c.attrErrorf(e, "ruzone_blocksize", "ruzone_blocksize %d is not a multiple of reipacketsize %d: make it one", r.RUZoneBlockSize, r.ReiPacketSize)
 	}
 	if strings.ContainsAny(r.MountOverSuffix, `/\`) {
-		c.errorf(e, "mountoversuffix %q contains a path separator: use a plain suffix such as \"_For_SafeKit_Replication\"", r.MountOverSuffix)
+		c.attrErrorf(e, "mountoversuffix", "mountoversuffix %q contains a path separator: use a plain suffix such as \"_For_SafeKit_Replication\"", r.MountOverSuffix)
 	}
 	if e.Parent() == nil && len(e.ChildElements()) == 0 {
 		return r // the holder of a <replicated> fragment
@@ -316,9 +330,9 @@ func (c *checker) buildRFS(e *etree.Element) *RFS {
 				other := dirs[d]
 				switch {
 				case d == rep.Dir:
-					c.errorf(re, "directory %q is replicated twice (also at line %d): keep one <replicated>", rep.Dir, c.pos[other].Line)
+					c.attrErrorf(re, "dir", "directory %q is replicated twice (also at line %d): keep one <replicated>", rep.Dir, c.pos[other].Line)
 				case isUnder(rep.Dir, d) || isUnder(d, rep.Dir):
-					c.errorf(re, "directory %q and %q (line %d) are nested: replicate only the outer one", rep.Dir, d, c.pos[other].Line)
+					c.attrErrorf(re, "dir", "directory %q and %q (line %d) are nested: replicate only the outer one", rep.Dir, d, c.pos[other].Line)
 				}
 			}
 			if _, ok := dirs[rep.Dir]; !ok {
@@ -366,17 +380,17 @@ func (c *checker) buildReplicated(e *etree.Element) Replicated {
 		c.markWindows(e, fmt.Sprintf("replicated dir %q", dir))
 		rep.Dir = strings.TrimRight(dir, `\`)
 		if len(rep.Dir) == 2 {
-			c.errorf(e, "dir %q is the root of a drive: replicate a directory inside it", dir)
+			c.attrErrorf(e, "dir", "dir %q is the root of a drive: replicate a directory inside it", dir)
 		}
 	case !strings.HasPrefix(dir, "/"):
-		c.errorf(e, "dir %q is not an absolute path: write the full path, e.g. %q%s", dir, "/"+strings.TrimLeft(dir, "./"), c.undefinedHint(e, "dir"))
+		c.attrErrorf(e, "dir", "dir %q is not an absolute path: write the full path, e.g. %q%s", dir, "/"+strings.TrimLeft(dir, "./"), c.undefinedHint(e, "dir"))
 	default:
 		rep.Dir = path.Clean(dir)
 		if rep.Dir == "/" {
-			c.errorf(e, `dir "/" is the root of the file system: replicate a directory inside it`)
+			c.attrErrorf(e, "dir", `dir "/" is the root of the file system: replicate a directory inside it`)
 		}
 		if strings.ContainsAny(rep.Dir, " \t") {
-			c.errorf(e, "dir %q contains a blank: replicated paths with spaces are supported only on Windows; rename the directory", dir)
+			c.attrErrorf(e, "dir", "dir %q contains a blank: replicated paths with spaces are supported only on Windows; rename the directory", dir)
 		}
 	}
 	ncSpec := replicatedSpec.child("notreplicated")
@@ -393,7 +407,7 @@ func (c *checker) buildReplicated(e *etree.Element) Replicated {
 			c.errorf(n, `<notreplicated> needs path="relative/path" or regexpath="expression"`)
 		case nr.RegexPath != "":
 			if _, err := regexp.CompilePOSIX(strings.TrimPrefix(nr.RegexPath, "!")); err != nil {
-				c.errorf(n, "regexpath %q is not a valid POSIX extended regular expression: %v", nr.RegexPath, unwrapRegexpErr(err))
+				c.attrErrorf(n, "regexpath", "regexpath %q is not a valid POSIX extended regular expression: %v", nr.RegexPath, unwrapRegexpErr(err))
 			}
 		}
 		rep.NotReplicated = append(rep.NotReplicated, nr)
@@ -421,12 +435,12 @@ func (c *checker) buildUser(e *etree.Element) *User {
 		switch {
 		case name == "":
 		case !envNameRE.MatchString(name):
-			c.errorf(v, "var name %q is not a valid environment variable name: use letters, digits and _", name)
+			c.attrErrorf(v, "name", "var name %q is not a valid environment variable name: use letters, digits and _", name)
 		case contains(reservedVars, name):
-			c.errorf(v, "var %s is set by SafeKit for every script: choose another name", name)
+			c.attrErrorf(v, "name", "var %s is set by SafeKit for every script: choose another name", name)
 		}
 		if f, dup := seen[name]; dup {
-			c.errorf(v, "var %s is defined twice (first at line %d): keep one", name, c.pos[f].Line)
+			c.attrErrorf(v, "name", "var %s is defined twice (first at line %d): keep one", name, c.pos[f].Line)
 		}
 		seen[name] = v
 		u.Vars = append(u.Vars, Var{Name: name, Value: v.SelectAttrValue("value", "")})
@@ -456,15 +470,15 @@ func (c *checker) buildErrd(e *etree.Element) *Errd {
 			AtLeast: a.int("atleast"), AtMax: a.int("atmax"), Action: a.str("action"),
 			RestartServices: a.str("restart_services"), Class: a.str("class"), StartAfter: a.int("start_after")}
 		if !contains(errdActions, pr.Action) && contains(errdClasses, pr.Class) {
-			c.errorf(p, "action %q is a special handler: give it its own class (not %q) and switch it with safekit errd enable|disable from the scripts", pr.Action, pr.Class)
+			c.attrErrorf(p, "action", "action %q is a special handler: give it its own class (not %q) and switch it with safekit errd enable|disable from the scripts", pr.Action, pr.Class)
 		}
 		if pr.RestartServices != "" && (!pr.Service || pr.Action != "restart") {
-			c.errorf(p, `restart_services needs service="yes" and action="restart"`)
+			c.attrErrorf(p, "restart_services", `restart_services needs service="yes" and action="restart"`)
 		}
 		for _, rx := range []string{"nameregex", "argregex"} {
 			if v := a.str(rx); v != "" {
 				if _, err := regexp.CompilePOSIX(v); err != nil {
-					c.errorf(p, "%s %q is not a valid POSIX extended regular expression: %s", rx, v, unwrapRegexpErr(err))
+					c.attrErrorf(p, rx, "%s %q is not a valid POSIX extended regular expression: %s", rx, v, unwrapRegexpErr(err))
 				}
 			}
 		}
@@ -514,13 +528,13 @@ func (c *checker) buildChecker(e *etree.Element, spec *elemSpec) {
 	}
 	checkPre := func() {
 		if when == "pre" && action != "wait" && action != "noaction" {
-			c.errorf(e, `action %q is not allowed with when="pre" (the application is not running yet): use "wait" or "noaction"`, action)
+			c.attrErrorf(e, "action", `action %q is not allowed with when="pre" (the application is not running yet): use "wait" or "noaction"`, action)
 		}
 	}
 	if ident != "" && e.Tag != "module" {
 		key := e.Tag + "." + ident
 		if f, dup := c.resources[key]; dup {
-			c.errorf(e, "ident %q is already used by the checker at line %d: both would set the resource %s; rename one", ident, c.pos[f].Line, key)
+			c.attrErrorf(e, "ident", "ident %q is already used by the checker at line %d: both would set the resource %s; rename one", ident, c.pos[f].Line, key)
 		}
 		c.resources[key] = e
 	}
@@ -544,7 +558,7 @@ func (c *checker) buildChecker(e *etree.Element, spec *elemSpec) {
 		}
 		checkPre()
 		if when != "pre" && action == "wait" {
-			c.errorf(e, `action "wait" needs when="pre": with when=%q use "stop", "stopstart", "restart" or "noaction"`, when)
+			c.attrErrorf(e, "action", `action "wait" needs when="pre": with when=%q use "stop", "stopstart", "restart" or "noaction"`, when)
 		}
 		ch.Ping = append(ch.Ping, PingCheck{Ident: ident, When: when, Action: action, To: target()})
 	case "intf":
@@ -567,7 +581,7 @@ func (c *checker) buildChecker(e *etree.Element, spec *elemSpec) {
 		if isWindowsScript(exec) {
 			c.markWindows(e, fmt.Sprintf("custom checker %q", exec))
 		} else if exec != "" && !isAbsPath(exec) && c.opts.Scripts != nil && !contains(c.opts.Scripts, exec) {
-			c.errorf(e, "exec %q is not in the module's bin/ directory: add bin/%s or give an absolute path", exec, exec)
+			c.attrErrorf(e, "exec", "exec %q is not in the module's bin/ directory: add bin/%s or give an absolute path", exec, exec)
 		}
 		ch.Custom = append(ch.Custom, CustomCheck{Ident: ident, When: when, Exec: exec, Args: strings.Fields(a.str("arg")), Action: action})
 	case "module":
@@ -581,7 +595,7 @@ func (c *checker) buildChecker(e *etree.Element, spec *elemSpec) {
 		ch.Splitbrain = &SplitbrainCheck{Ident: ident, Witnesses: strings.Fields(a.str("arg")), When: when}
 		for _, w := range ch.Splitbrain.Witnesses {
 			if !validAddr(w) {
-				c.errorf(e, "witness %q is not an IP address or host name", w)
+				c.attrErrorf(e, "arg", "witness %q is not an IP address or host name", w)
 			}
 		}
 	}
@@ -608,7 +622,7 @@ func (c *checker) buildFailover(e *etree.Element) *Failover {
 		}
 	}
 	if f.Period > 0 && f.HandleTime%f.Period != 0 {
-		c.errorf(e, "handle_time %s is not a multiple of period %s: make it one (e.g. %s)", f.HandleTime, f.Period, Duration((f.HandleTime/f.Period+1)*f.Period))
+		c.attrErrorf(e, "handle_time", "handle_time %s is not a multiple of period %s: make it one (e.g. %s)", f.HandleTime, f.Period, Duration((f.HandleTime/f.Period+1)*f.Period))
 	}
 	return f
 }

@@ -146,12 +146,12 @@ func (c *checker) buildCluster() *Cluster {
 	for _, le := range lansEl.SelectElements("lan") {
 		l := Lan{Name: le.SelectAttrValue("name", ""), Command: at(le, lanSpec).on("command")}
 		if f, dup := lanEls[l.Name]; dup && l.Name != "" {
-			c.errorf(le, "lan %q is defined twice (first at line %d): give each lan its own name", l.Name, c.pos[f].Line)
+			c.attrErrorf(le, "name", "lan %q is defined twice (first at line %d): give each lan its own name", l.Name, c.pos[f].Line)
 		}
 		lanEls[l.Name] = le
 		if l.Command {
 			if commandLan != nil {
-				c.errorf(le, `command="on" is set on lan %q and on lan %q (line %d): only one lan carries distributed commands`, l.Name, commandLan.SelectAttrValue("name", ""), c.pos[commandLan].Line)
+				c.attrErrorf(le, "command", `command="on" is set on lan %q and on lan %q (line %d): only one lan carries distributed commands`, l.Name, commandLan.SelectAttrValue("name", ""), c.pos[commandLan].Line)
 			}
 			commandLan = le
 		}
@@ -160,15 +160,15 @@ func (c *checker) buildCluster() *Cluster {
 		for _, ne := range le.SelectElements("node") {
 			n := Node{Name: ne.SelectAttrValue("name", ""), Addr: ne.SelectAttrValue("addr", ""), LAddr: ne.SelectAttrValue("laddr", "")}
 			if f, dup := nodes[n.Name]; dup && n.Name != "" {
-				c.errorf(ne, "node %q appears twice in lan %q (first at line %d)", n.Name, l.Name, c.pos[f].Line)
+				c.attrErrorf(ne, "name", "node %q appears twice in lan %q (first at line %d)", n.Name, l.Name, c.pos[f].Line)
 			}
 			nodes[n.Name] = ne
 			if f, dup := addrs[n.Addr]; dup && n.Addr != "" {
-				c.errorf(ne, "address %s is given to two nodes of lan %q (the other at line %d)", n.Addr, l.Name, c.pos[f].Line)
+				c.attrErrorf(ne, "addr", "address %s is given to two nodes of lan %q (the other at line %d)", n.Addr, l.Name, c.pos[f].Line)
 			}
 			addrs[n.Addr] = ne
 			if strings.Contains(n.Name, "[") {
-				c.errorf(ne, "node name %q contains '[': use letters, digits, '-', '_' and '.'", n.Name)
+				c.attrErrorf(ne, "name", "node name %q contains '[': use letters, digits, '-', '_' and '.'", n.Name)
 			}
 			l.Nodes = append(l.Nodes, n)
 		}

@@ -19,9 +19,14 @@ const (
 // Diagnostic is one problem found in a configuration file, positioned at the
 // element it concerns. Its text names the fix.
 type Diagnostic struct {
-	File     string
-	Pos      Pos
-	Element  string // tag name without brackets; empty for file-level problems
+	File    string
+	Pos     Pos
+	Element string // tag name without brackets; empty for file-level problems
+	// Attr is the attribute of Element the problem is about ("dir",
+	// "name"), empty when it concerns the element as a whole. String
+	// leaves it out (the message names it): it is for editors that point
+	// at the field.
+	Attr     string
 	Severity Severity
 	Msg      string
 }

@@ -119,21 +119,33 @@ type checker struct {
 	resources map[string]*etree.Element
 }
 
-func (c *checker) report(e *etree.Element, sev Severity, format string, args ...any) {
+// report records a problem of element e, or of its attribute attr when
+// attr is not empty.
+func (c *checker) report(e *etree.Element, attr string, sev Severity, format string, args ...any) {
 	d := Diagnostic{File: c.file, Severity: sev, Msg: fmt.Sprintf(format, args...)}
 	if e != nil {
 		d.Pos = c.pos[e]
 		d.Element = e.Tag
+		d.Attr = attr
 	}
 	c.diags = append(c.diags, d)
 }
 
 func (c *checker) errorf(e *etree.Element, format string, args ...any) {
-	c.report(e, Error, format, args...)
+	c.report(e, "", Error, format, args...)
 }
 
 func (c *checker) warnf(e *etree.Element, format string, args ...any) {
-	c.report(e, Warning, format, args...)
+	c.report(e, "", Warning, format, args...)
+}
+
+// attrErrorf and attrWarnf report a problem of one attribute of e.
+func (c *checker) attrErrorf(e *etree.Element, attr, format string, args ...any) {
+	c.report(e, attr, Error, format, args...)
+}
+
+func (c *checker) attrWarnf(e *etree.Element, attr, format string, args ...any) {
+	c.report(e, attr, Warning, format, args...)
 }
 
 // expand copies the tree and expands macros in every attribute value and
@@ -158,7 +170,7 @@ func (c *checker) expand(doc *xmlDoc) {
 			continue // reported by the schema check
 		}
 		if p, dup := c.macroPos[name]; dup {
-			d := Diagnostic{File: c.file, Pos: doc.pos[m], Element: "macro",
+			d := Diagnostic{File: c.file, Pos: doc.pos[m], Element: "macro", Attr: "name",
 				Msg: fmt.Sprintf("macro %s is defined twice (first at line %d): keep one", name, p.Line)}
 			c.diags = append(c.diags, d)
 			continue
@@ -176,7 +188,7 @@ func (c *checker) expand(doc *xmlDoc) {
 		for i := range cp.Attr {
 			v, err := c.x.Expand(cp.Attr[i].Value)
 			if err != nil {
-				c.report(cp, Error, "%s", err)
+				c.attrErrorf(cp, cp.Attr[i].Key, "%s", err)
 				continue
 			}
 			cp.Attr[i].Value = v
@@ -186,7 +198,7 @@ func (c *checker) expand(doc *xmlDoc) {
 				if v, err := c.x.Expand(cd.Data); err == nil {
 					cd.SetData(v)
 				} else {
-					c.report(cp, Error, "%s", err)
+					c.errorf(cp, "%s", err)
 				}
 			}
 		}
@@ -201,21 +213,25 @@ func (c *checker) expand(doc *xmlDoc) {
 		c.roots = append(c.roots, r)
 	}
 	for _, n := range c.x.Undefined() {
-		c.diags = append(c.diags, Diagnostic{File: c.file, Severity: Warning,
-			Pos: c.firstUse(doc, n),
+		// The element is left out of the text, as it always was; the
+		// attribute, which the text does not show, is given.
+		pos, attr := c.firstUse(doc, n)
+		c.diags = append(c.diags, Diagnostic{File: c.file, Severity: Warning, Pos: pos, Attr: attr,
 			Msg: fmt.Sprintf("%%%s%% is neither a <macro> nor an environment variable: it is left as written", n)})
 	}
 }
 
-// firstUse returns the position of the first element that refers to %name%.
-func (c *checker) firstUse(doc *xmlDoc, name string) Pos {
+// firstUse returns the position of the first element that refers to
+// %name%, and the attribute that does (empty when its text does).
+func (c *checker) firstUse(doc *xmlDoc, name string) (Pos, string) {
 	ref := "%" + name + "%"
 	var found Pos
+	var attr string
 	var walk func(e *etree.Element) bool
 	walk = func(e *etree.Element) bool {
 		for _, a := range e.Attr {
 			if strings.Contains(a.Value, ref) {
-				found = doc.pos[e]
+				found, attr = doc.pos[e], a.Key
 				return true
 			}
 		}
@@ -235,7 +251,7 @@ func (c *checker) firstUse(doc *xmlDoc, name string) Pos {
 			break
 		}
 	}
-	return found
+	return found, attr
 }
 
 // checkDocument checks a whole userconfig.xml.
@@ -365,18 +381,18 @@ func (c *checker) validate(e *etree.Element, spec *elemSpec) {
 		}
 		as := spec.attr(a.Key)
 		if as == nil || a.Space != "" {
-			c.warnf(e, "unknown attribute %s is ignored%s", a.FullKey(), c.knownAttrs(spec))
+			c.attrWarnf(e, a.FullKey(), "unknown attribute %s is ignored%s", a.FullKey(), c.knownAttrs(spec))
 			continue
 		}
 		if as.obsolete != "" {
-			c.warnf(e, "attribute %s is %s and is ignored", a.Key, as.obsolete)
+			c.attrWarnf(e, a.Key, "attribute %s is %s and is ignored", a.Key, as.obsolete)
 			continue
 		}
 		c.checkValue(e, as, a.Value)
 	}
 	for _, as := range spec.attrs {
 		if as.required && e.SelectAttr(as.name) == nil {
-			c.errorf(e, "missing attribute %s%s", as.name, requiredHint(e.Tag, as))
+			c.attrErrorf(e, as.name, "missing attribute %s%s", as.name, requiredHint(e.Tag, as))
 		}
 	}
 	if spec.tag != "failover" {
@@ -454,7 +470,7 @@ func orList(vals []string) string {
 func (c *checker) checkValue(e *etree.Element, as *attrSpec, v string) {
 	if c.isPlaceholder(e, as.name, v) {
 		if !as.emptyOK {
-			c.errorf(e, "%s", c.emptyMsg(e, as.name))
+			c.attrErrorf(e, as.name, "%s", c.emptyMsg(e, as.name))
 		}
 		return
 	}
@@ -507,7 +523,7 @@ func (c *checker) checkValue(e *etree.Element, as *attrSpec, v string) {
 		}
 	}
 	if msg != "" {
-		c.errorf(e, "%s%s", msg, c.undefinedHint(e, as.name))
+		c.attrErrorf(e, as.name, "%s%s", msg, c.undefinedHint(e, as.name))
 	}
 }
 

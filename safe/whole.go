@@ -40,7 +40,7 @@ func (c *checker) checkWholeModule(svc *etree.Element) {
 		}
 		for _, attr := range []string{"failover", "defaultprim"} {
 			if svc.SelectAttr(attr) != nil {
-				c.warnf(svc, "attribute %s applies to mirror modules and is ignored in a farm", attr)
+				c.attrWarnf(svc, attr, "attribute %s applies to mirror modules and is ignored in a farm", attr)
 			}
 		}
 	case ModeLight:
@@ -60,7 +60,7 @@ func (c *checker) checkWholeModule(svc *etree.Element) {
 	}
 	if dp := cfg.Service.DefaultPrim; cfg.Service.Mode == ModeMirror && dp != "alone" && dp != "lastprim" && c.opts.Cluster != nil {
 		if !c.opts.Cluster.HasNode(dp) {
-			c.errorf(svc, "defaultprim %q is not a node of cluster.xml (nodes: %s): use \"alone\", \"lastprim\" or a node name", dp, strings.Join(c.opts.Cluster.NodeNames(), ", "))
+			c.attrErrorf(svc, "defaultprim", "defaultprim %q is not a node of cluster.xml (nodes: %s): use \"alone\", \"lastprim\" or a node name", dp, strings.Join(c.opts.Cluster.NodeNames(), ", "))
 		}
 	}
 	if c.syntax71 != nil && c.syntax72 != nil {
@@ -116,10 +116,10 @@ func (c *checker) checkLanNames(svc *etree.Element) {
 		return
 	}
 	if cl == nil {
-		c.warnf(refs[0].el, "lan names are not checked: there is no cluster.xml yet (set one with safekit cluster config)")
+		c.attrWarnf(refs[0].el, "name", "lan names are not checked: there is no cluster.xml yet (set one with safekit cluster config)")
 		for _, r := range refs {
 			if *r.name == "" {
-				c.warnf(r.el, `name is empty: it will mean the first lan of cluster.xml; write name="default" (or another lan) to make it explicit`)
+				c.attrWarnf(r.el, "name", `name is empty: it will mean the first lan of cluster.xml; write name="default" (or another lan) to make it explicit`)
 			}
 		}
 		return
@@ -128,16 +128,16 @@ func (c *checker) checkLanNames(svc *etree.Element) {
 		switch {
 		case *r.name == "" && len(cl.Lans) > 0:
 			*r.name = cl.Lans[0].Name
-			c.warnf(r.el, `name is empty: using the first lan of cluster.xml, %q; write name=%q to make it explicit`, *r.name, *r.name)
+			c.attrWarnf(r.el, "name", `name is empty: using the first lan of cluster.xml, %q; write name=%q to make it explicit`, *r.name, *r.name)
 			c.fixIdent(r.el)
 		case cl.Lan(*r.name) == nil:
-			c.errorf(r.el, "name %q is not a lan of cluster.xml (lans: %s): use one of them or add the lan to cluster.xml", *r.name, strings.Join(cl.LanNames(), ", "))
+			c.attrErrorf(r.el, "name", "name %q is not a lan of cluster.xml (lans: %s): use one of them or add the lan to cluster.xml", *r.name, strings.Join(cl.LanNames(), ", "))
 		}
 	}
 	if vip := svc.SelectElement("vip"); vip != nil {
 		for _, h := range vip.FindElements("loadbalancing_list/group/cluster/host") {
 			if name := h.SelectAttrValue("name", ""); name != "" && !cl.HasNode(name) {
-				c.errorf(h, "load-balancing host %q is not a node of cluster.xml (nodes: %s)", name, strings.Join(cl.NodeNames(), ", "))
+				c.attrErrorf(h, "name", "load-balancing host %q is not a node of cluster.xml (nodes: %s)", name, strings.Join(cl.NodeNames(), ", "))
 			}
 		}
 	}

@@ -1,7 +1,8 @@
 // Package clusterconf owns SAFEVAR/cluster on disk: cluster.xml, the
 // cluster key (cluster.key) and the lock flag (cluster.lock). It gives the
 // key to the code that encrypts cluster traffic (Key), the node of
-// cluster.xml this machine is (FindNode), the signature and date that
+// cluster.xml this machine is (FindNode), the address and URL at which the
+// other nodes are reached (CommandAddr, BaseURL), the signature and date that
 // `safekit cluster confinfo` shows, and the bundle of these files that
 // `safekit -G` sends to every node and `safekit cluster config file.zip`
 // applies.

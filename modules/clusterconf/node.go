@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -93,4 +94,29 @@ func LocalIPs() []net.IP {
 	}
 	sort.Slice(ips, func(i, j int) bool { return ips[i].String() < ips[j].String() })
 	return ips
+}
+
+// CommandAddr is the address by which the other nodes reach node, as
+// `safekit -H` and the console's relay do: its address on the lan of
+// distributed commands (command="on"), else on the first lan that lists
+// it, else its name.
+func CommandAddr(cl *safe.Cluster, node string) string {
+	if l := cl.CommandLan(); l != nil {
+		if a := cl.Addr(l.Name, node); a != "" {
+			return a
+		}
+	}
+	for _, l := range cl.Lans {
+		if a := cl.Addr(l.Name, node); a != "" {
+			return a
+		}
+	}
+	return node
+}
+
+// BaseURL is the base URL of a web service: scheme://addr:port, where addr
+// is an address as cluster.xml writes it (an IPv6 one with or without
+// brackets) or a host name.
+func BaseURL(scheme, addr string, port int) string {
+	return scheme + "://" + net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(port))
 }

@@ -75,3 +75,49 @@ func TestFindNodeResolvesNames(t *testing.T) {
 		t.Errorf("names are shown as written: %v", err)
 	}
 }
+
+func TestNodeURL(t *testing.T) {
+	withCommandLan := parseCluster(t, `<cluster><lans>
+  <lan name="default">
+    <node name="node1" addr="192.168.1.67"/>
+    <node name="node2" addr="192.168.1.68"/>
+  </lan>
+  <lan name="admin" command="on">
+    <node name="node1" addr="10.0.0.1"/>
+    <node name="node2" addr="[2001:db8::2]"/>
+  </lan>
+</lans></cluster>`)
+	firstLan := parseCluster(t, `<cluster><lans>
+  <lan name="default">
+    <node name="node1" addr="192.168.1.67"/>
+    <node name="node2" addr="server2.example.com"/>
+  </lan>
+  <lan name="repli">
+    <node name="node1" addr="10.1.0.1"/>
+    <node name="node2" addr="10.1.0.2"/>
+  </lan>
+</lans></cluster>`)
+	for _, tc := range []struct {
+		name   string
+		cl     *safe.Cluster
+		node   string
+		scheme string
+		port   int
+		want   string
+	}{
+		{"the lan of distributed commands", withCommandLan, "node1", "http", 9010, "http://10.0.0.1:9010"},
+		{"IPv6 in brackets", withCommandLan, "node2", "http", 9010, "http://[2001:db8::2]:9010"},
+		{"the first lan without command lan", firstLan, "node1", "http", 9010, "http://192.168.1.67:9010"},
+		{"a host name", firstLan, "node2", "https", 9453, "https://server2.example.com:9453"},
+		{"a name that is not a node stays a name", firstLan, "node9", "http", 9500, "http://node9:9500"},
+	} {
+		if got := BaseURL(tc.scheme, CommandAddr(tc.cl, tc.node), tc.port); got != tc.want {
+			t.Errorf("%s: %s", tc.name, got)
+		}
+	}
+	for addr, want := range map[string]string{"::1": "http://[::1]:9010", "[::1]": "http://[::1]:9010", "10.0.0.1": "http://10.0.0.1:9010"} {
+		if got := BaseURL("http", addr, 9010); got != want {
+			t.Errorf("BaseURL(%q) = %s, want %s", addr, got, want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/safekit-oss/safekit/modules/clusterconf"
 	"github.com/safekit-oss/safekit/safe"
 )
 
@@ -77,7 +78,7 @@ func parseHosts(spec string, cl *safe.Cluster, scheme string, port int) ([]targe
 			return nil, fmt.Errorf(`-H "*" means every node of cluster.xml, and this node has none: configure the cluster (safekit cluster config), or name the servers: -H "[http:9010],addr1,addr2"`)
 		}
 		for _, n := range cl.NodeNames() {
-			add(target{Node: n, URL: baseURL(scheme, commandAddr(cl, n), port)})
+			add(target{Node: n, URL: clusterconf.BaseURL(scheme, clusterconf.CommandAddr(cl, n), port)})
 		}
 		return out, nil
 	}
@@ -95,7 +96,7 @@ func parseHosts(spec string, cl *safe.Cluster, scheme string, port int) ([]targe
 			}
 			add(t)
 		case !explicit && cl != nil && cl.HasNode(it):
-			add(target{Node: it, URL: baseURL(scheme, commandAddr(cl, it), port)})
+			add(target{Node: it, URL: clusterconf.BaseURL(scheme, clusterconf.CommandAddr(cl, it), port)})
 		case !explicit && net.ParseIP(strings.Trim(it, "[]")) == nil && !strings.Contains(it, "."):
 			nodes := "none: this node has no cluster.xml"
 			if cl != nil {
@@ -106,7 +107,7 @@ func parseHosts(spec string, cl *safe.Cluster, scheme string, port int) ([]targe
 			if strings.ContainsAny(it, "/ ") {
 				return nil, fmt.Errorf("-H %q: %q is not an address", spec, it)
 			}
-			add(target{URL: baseURL(scheme, it, port)})
+			add(target{URL: clusterconf.BaseURL(scheme, it, port)})
 		}
 	}
 	if len(out) == 0 {
@@ -135,7 +136,7 @@ func parseURL(s string, port int) (target, error) {
 			return target{}, fmt.Errorf("%s: %s is not a TCP port", s, u.Port())
 		}
 	}
-	return target{URL: baseURL(u.Scheme, u.Hostname(), p)}, nil
+	return target{URL: clusterconf.BaseURL(u.Scheme, u.Hostname(), p)}, nil
 }
 
 func defaultPort(scheme string, httpPort int) int {
@@ -143,25 +144,4 @@ func defaultPort(scheme string, httpPort int) int {
 		return DefaultHTTPSPort
 	}
 	return httpPort
-}
-
-// commandAddr is the address of node on the lan of distributed commands.
-func commandAddr(cl *safe.Cluster, node string) string {
-	if l := cl.CommandLan(); l != nil {
-		if a := cl.Addr(l.Name, node); a != "" {
-			return a
-		}
-	}
-	for _, l := range cl.Lans {
-		if a := cl.Addr(l.Name, node); a != "" {
-			return a
-		}
-	}
-	return node
-}
-
-// baseURL joins a scheme, an address (IPv6 with or without brackets) and a
-// port.
-func baseURL(scheme, addr string, port int) string {
-	return scheme + "://" + net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(port))
 }

@@ -3,7 +3,7 @@
 // Resources (live, with a bandwidth plot) and Information.
 
 import * as api from './api.js';
-import { h, icon, iconButton, clear, fmtDate, showMenu, resourceMap, field, notify } from './dom.js';
+import { h, icon, iconButton, clear, fmtDate, showMenu, resourceMap, field } from './dom.js';
 
 const TABS = [['logs', 'Logs'], ['resources', 'Resources'], ['information', 'Information']];
 
@@ -47,18 +47,10 @@ function typeIcon(e) {
   return h('span', { class: e.level === 'C' ? 'notready' : '', title: l ? l[1] : e.level }, icon(l ? l[2] : 'info'));
 }
 
-// logText renders entries as the product's text export does.
-function logText(entries) {
-  return entries.map((e) => `| ${fmtDate(e.time, true)} | ${String(e.origin).padStart(12)} | ${e.level} | ${e.msg}`).join('\n') + '\n';
-}
-
-export async function downloadLog(module, node, verbose) {
-  try {
-    const entries = await api.get(`/modules/${api.enc(module)}/log?n=100000&verbose=${verbose ? 1 : 0}`, { node });
-    api.saveText(`${module}_${node}_${verbose ? 'verbose_' : ''}log.txt`, logText(entries));
-  } catch (e) {
-    notify(`The log of ${module} on ${node}: ${e.message}`, true);
-  }
+// downloadLog saves the whole module log as text, as safekit log prints it
+// (GET log.txt streams it; the file is named AM_NODE_[verbose_]log.txt).
+export function downloadLog(module, node, verbose) {
+  api.download(`/modules/${api.enc(module)}/log.txt?verbose=${verbose ? 1 : 0}`, node);
 }
 
 function logsTab(root, module, node) {
