@@ -9,7 +9,8 @@
 // at the end whatever happens. The two-node ones (failure detection, soak
 // under load; $SAFEKIT_SOAK shortens the soak) run on a cluster of the
 // test harness, made and torn down here, and need root. So do the file
-// replication ones (rfs.go), which also need /dev/fuse, fio and rsync.
+// replication ones (rfs.go), which also need /dev/fuse, fio and rsync, and
+// the kvm ones (kvm.go), which also need libvirt and qemu.
 package main
 
 import (
@@ -24,6 +25,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -45,13 +47,23 @@ func verdict(met bool) string {
 	return "missed"
 }
 
+// groups are the measurements of the report, in the order they run; -only
+// picks some of them.
+var groups = []string{"config", "node", "cluster", "rfs", "kvm"}
+
 func main() {
 	runs := flag.Int("runs", 5, "runs of each measurement; the report shows their median")
+	only := flag.String("only", "", "comma-separated groups to measure, of "+strings.Join(groups, ",")+" (default: all)")
 	flag.Parse()
 	*runs = max(*runs, 1)
+	want, err := pickGroups(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(2)
+	}
 	// A ^C ends the measurements early but still stops the scratch node.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	rows, err := run(ctx, *runs)
+	rows, err := run(ctx, *runs, want)
 	stop()
 	if len(rows) > 0 {
 		printReport(os.Stdout, *runs, rows)
@@ -62,34 +74,70 @@ func main() {
 	}
 }
 
-// run takes every measurement and returns the rows measured so far with
-// the first error.
-func run(ctx context.Context, runs int) (rows []row, err error) {
+// pickGroups reads -only.
+func pickGroups(only string) (map[string]bool, error) {
+	want := map[string]bool{}
+	if only == "" {
+		for _, g := range groups {
+			want[g] = true
+		}
+		return want, nil
+	}
+	for _, g := range strings.Split(only, ",") {
+		g = strings.TrimSpace(g)
+		if !slices.Contains(groups, g) {
+			return nil, fmt.Errorf("-only: unknown group %q: choose among %s", g, strings.Join(groups, ", "))
+		}
+		want[g] = true
+	}
+	return want, nil
+}
+
+// run takes the measurements of the groups in want and returns the rows
+// measured so far with the first error.
+func run(ctx context.Context, runs int, want map[string]bool) (rows []row, err error) {
 	root := testenv.RepoRoot()
-	r, err := measureConfig(ctx, corpusDir(root), runs)
-	if err != nil {
-		return nil, err
+	if want["config"] {
+		r, err := measureConfig(ctx, corpusDir(root), runs)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r)
 	}
-	rows = append(rows, r)
-	n, err := startNode(ctx, filepath.Join(root, "bin"))
-	if err != nil {
-		return rows, err
+	if want["node"] {
+		n, err := startNode(ctx, filepath.Join(root, "bin"))
+		if err != nil {
+			return rows, err
+		}
+		for _, m := range []func(context.Context, *node, int) ([]row, error){measureState, measureLog, measureMemory, measureConsole} {
+			more, err := m(ctx, n, runs)
+			rows = append(rows, more...)
+			if err != nil {
+				return rows, errors.Join(err, n.stop())
+			}
+		}
+		if err := n.stop(); err != nil {
+			return rows, err
+		}
 	}
-	defer func() { err = errors.Join(err, n.stop()) }()
-	for _, m := range []func(context.Context, *node, int) ([]row, error){measureState, measureLog, measureMemory, measureConsole} {
-		more, err := m(ctx, n, runs)
+	for _, g := range []struct {
+		name    string
+		measure func() ([]row, error)
+	}{
+		{"cluster", func() ([]row, error) { return measureCluster(ctx, root) }},
+		{"rfs", func() ([]row, error) { return measureRFS(ctx, root, runs) }},
+		{"kvm", func() ([]row, error) { return measureKVM(ctx, root) }},
+	} {
+		if !want[g.name] {
+			continue
+		}
+		more, err := g.measure()
 		rows = append(rows, more...)
 		if err != nil {
 			return rows, err
 		}
 	}
-	more, err := measureCluster(ctx, root)
-	rows = append(rows, more...)
-	if err != nil {
-		return rows, err
-	}
-	more, err = measureRFS(ctx, root, runs)
-	return append(rows, more...), err
+	return rows, nil
 }
 
 // corpusDir is $SAFEKIT_CORPUS, or the compat corpus next to the repository.
