@@ -93,27 +93,11 @@ func (cl *cluster) safekit(n *testcluster.Node, args ...string) (string, error) 
 // heartbeats on both nodes (-E), and starts it: node1 PRIM, node2 SECOND.
 func (cl *cluster) setup(ctx context.Context, archive string) error {
 	n1, n2 := cl.c.Nodes[0], cl.c.Nodes[1]
-	log, err := os.ReadFile(filepath.Join(n1.Dir, "safekitd.log"))
-	if err != nil {
+	if err := joinCluster(n1, n2, cl.safekit); err != nil {
 		return err
 	}
-	m := regexp.MustCompile(`-rcmdpasswd ([^"\s]+)`).FindSubmatch(log)
-	if m == nil {
-		return fmt.Errorf("node1's daemon log gives no rcmdadmin password:\n%s", log)
-	}
-	for _, step := range []struct {
-		n    *testcluster.Node
-		args []string
-	}{
-		{n1, []string{"cluster", "create", n1.Addr("default"), n2.Addr("default")}},
-		{n1, []string{"cluster", "config"}},
-		{n2, []string{"webservercfg", "-rcmdpasswd", string(m[1])}},
-		{n1, []string{"-H", "*", "-G"}},
-		{n1, []string{"module", "install", "-m", clusterModule, archive}},
-	} {
-		if _, err := cl.safekit(step.n, step.args...); err != nil {
-			return err
-		}
+	if _, err := cl.safekit(n1, "module", "install", "-m", clusterModule, archive); err != nil {
+		return err
 	}
 	conf := n1.HostPath(filepath.Join(testcluster.NodeSAFE, "modules", clusterModule, "conf", "userconfig.xml"))
 	b, err := os.ReadFile(conf)
@@ -324,4 +308,32 @@ func (cl *cluster) soak(ctx context.Context, d time.Duration, name, target strin
 		r.note = "soak: " + strings.Join(seen, "; ") + "\n"
 	}
 	return r, nil
+}
+
+// joinCluster configures the cluster of n1 and n2 from n1 as an
+// administrator does: cluster create and config, n2 given the rcmdadmin
+// password that n1's daemon logged at its first start, then -H "*" -G.
+func joinCluster(n1, n2 *testcluster.Node, safekit func(*testcluster.Node, ...string) (string, error)) error {
+	log, err := os.ReadFile(filepath.Join(n1.Dir, "safekitd.log"))
+	if err != nil {
+		return err
+	}
+	m := regexp.MustCompile(`-rcmdpasswd ([^"\s]+)`).FindSubmatch(log)
+	if m == nil {
+		return fmt.Errorf("node1's daemon log gives no rcmdadmin password:\n%s", log)
+	}
+	for _, step := range []struct {
+		n    *testcluster.Node
+		args []string
+	}{
+		{n1, []string{"cluster", "create", n1.Addr("default"), n2.Addr("default")}},
+		{n1, []string{"cluster", "config"}},
+		{n2, []string{"webservercfg", "-rcmdpasswd", string(m[1])}},
+		{n1, []string{"-H", "*", "-G"}},
+	} {
+		if _, err := safekit(step.n, step.args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }

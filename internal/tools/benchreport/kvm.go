@@ -183,26 +183,8 @@ func (b *kvmBench) each(names []string, f func(name string) error) error {
 // starts the pairs.
 func (b *kvmBench) setup(ctx context.Context, file string) error {
 	n1, n2 := b.n1, b.n2
-	logb, err := os.ReadFile(filepath.Join(n1.Dir, "safekitd.log"))
-	if err != nil {
+	if err := joinCluster(n1, n2, b.sk); err != nil {
 		return err
-	}
-	m := regexp.MustCompile(`-rcmdpasswd ([^"\s]+)`).FindSubmatch(logb)
-	if m == nil {
-		return fmt.Errorf("node1's daemon log gives no rcmdadmin password:\n%s", logb)
-	}
-	for _, step := range []struct {
-		n    *testcluster.Node
-		args []string
-	}{
-		{n1, []string{"cluster", "create", n1.Addr("default"), n2.Addr("default")}},
-		{n1, []string{"cluster", "config"}},
-		{n2, []string{"webservercfg", "-rcmdpasswd", string(m[1])}},
-		{n1, []string{"-H", "*", "-G"}},
-	} {
-		if _, err := b.sk(step.n, step.args...); err != nil {
-			return err
-		}
 	}
 	for _, n := range b.c.Nodes {
 		if err := kvmtest.StartLibvirt(n); err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -263,41 +261,17 @@ func (rc *rfsCluster) logSince(n *testcluster.Node, t0 time.Time) ([]logEntry, e
 // daemonCPU is the CPU time (user + system) used so far by the safekitd
 // processes (daemon and module processes) of n.
 func daemonCPU(n *testcluster.Node) (time.Duration, error) {
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", n.InitPID()))
-	if err != nil {
-		return 0, err
-	}
-	entries, err := os.ReadDir("/proc")
+	procs, err := processes(n, false)
 	if err != nil {
 		return 0, err
 	}
 	var ticks int64
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+	for _, p := range procs {
+		if p.daemon {
+			ticks += p.ticks
 		}
-		if pns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); pns != ns {
-			continue
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 || !bytes.Contains(stat[:i], []byte("(safekitd")) {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + s
 	}
-	// USER_HZ is 100 on Linux.
-	return time.Duration(ticks) * 10 * time.Millisecond, nil
+	return time.Duration(ticks) * time.Second / clockTick, nil
 }
 
 // fioResult is what the report needs of `fio --output-format=json`.
