@@ -86,7 +86,7 @@ func testWalkthrough(t *testing.T) {
 		must(t, n2, "swap", "-m", am)
 		waitState(t, n1, am, "PRIM Ready")
 		waitState(t, n2, am, "SECOND Ready")
-		wantLogged(t, n2, am, t0, "Action swap called by root", "Script stop_prim", "Local state SECOND Ready")
+		wantLogged(t, n2, am, t0, "Action swap called by root", "Begin of Swap", "Script stop_prim", "Local state SECOND Ready")
 		wantLogged(t, n1, am, t0, "Script start_prim", "Local state PRIM Ready")
 		if ul := userlog(t, n1, am, "start_prim", t0); !strings.Contains(ul, "Running start_prim SECOND PRIM swap") {
 			t.Fatalf("node1: the userlog of start_prim of the swap says:\n%s", ul)

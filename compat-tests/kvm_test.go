@@ -534,7 +534,7 @@ func testKVMWalkthrough(t *testing.T, file string) {
 		b := waitBoot(t, vm, n1, before)
 		last := wantContinued(t, vm, n2, n1, b, true)
 		t.Logf("vm1 stopped on node2 at %d, resumed on node1 after %d", last, b.Resumed)
-		wantLogged(t, n2, am, t0, "Action swap called by root", "Script stop_prim", "Local state SECOND Ready")
+		wantLogged(t, n2, am, t0, "Action swap called by root", "Begin of Swap", "Script stop_prim", "Local state SECOND Ready")
 		wantLogged(t, n1, am, t0, "Script start_prim", "Local state PRIM Ready")
 		wantUserlog(t, n2, am, "stop_prim", t0, "Running stop_prim PRIM SECOND swap", "Domain 'vm1' is being shutdown")
 		wantUserlog(t, n1, am, "start_prim", t0, "Running start_prim SECOND PRIM swap", "Domain 'vm1' started")

@@ -456,6 +456,7 @@ func (m *Module) leaveToWait(from State, action string) {
 func (m *Module) swapOut() {
 	// Only the primary's part stops (User's Guide §14.4): start_both and
 	// what it started go on, the node stays in the pair.
+	m.logf("heart", "E", "Begin of Swap")
 	m.setState(Prim, Transient)
 	m.plan = append(m.plan, do(func() { m.closeWindow("prim") }),
 		m.script("stop_prim", m.cfg.NiceStopTimeout, string(Prim), string(Second), "swap"),
