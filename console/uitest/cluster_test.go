@@ -29,15 +29,10 @@ func TestConsoleCluster(t *testing.T) {
 		testenv.Need(t, chromiumPath+" (apt-get install chromium chromium-driver)")
 	}
 	mirror := filepath.Join(testenv.CorpusDir(t), "modules", "linux", "mirror.safe")
-	c := testcluster.New(t, testcluster.Options{Nodes: 2, Bin: buildBinaries(t)})
-	n1, n2 := c.Node("node1"), c.Node("node2")
+	c, n1, n2 := newPair(t)
 	// The templates in node1's Application_Modules, as make install puts
 	// them, for the New module page.
 	packTemplates(t, n1.HostPath(filepath.Join(testcluster.NodeSAFE, "Application_Modules", "generic")))
-	pwd := waitLogLine(t, filepath.Join(n1.Dir, "safekitd.log"), rcmdLine)
-	if _, _, err := n2.Safekit("webservercfg", "-rcmdpasswd", pwd); err != nil {
-		t.Fatal(err)
-	}
 	lan := c.Lans[0]
 	scenario(t, target{
 		url:      "http://" + n1.Addr(lan) + ":9010",
@@ -58,6 +53,20 @@ func TestConsoleCluster(t *testing.T) {
 			return string(b), err
 		},
 	})
+}
+
+// newPair starts two nodes running this tree's binaries, and gives node2
+// the password of distributed commands that node1's daemon made, so that
+// node1 relays to node2.
+func newPair(t *testing.T) (c *testcluster.Cluster, n1, n2 *testcluster.Node) {
+	t.Helper()
+	c = testcluster.New(t, testcluster.Options{Nodes: 2, Bin: buildBinaries(t)})
+	n1, n2 = c.Node("node1"), c.Node("node2")
+	pwd := waitLogLine(t, filepath.Join(n1.Dir, "safekitd.log"), rcmdLine)
+	if _, _, err := n2.Safekit("webservercfg", "-rcmdpasswd", pwd); err != nil {
+		t.Fatal(err)
+	}
+	return c, n1, n2
 }
 
 // buildBinaries builds safekit and safekitd of this tree into a
