@@ -346,3 +346,68 @@ func testTwoLans(t *testing.T) {
 		notLogged(t, n, am, time.Time{}, "Heartbeat packet from")
 	}
 }
+
+// testWitness: with a <splitbrain> checker whose witness is the harness's
+// bridge (an address both nodes reach over their lan), the node that
+// loses every lan also loses the witness: it stops its application and
+// waits (splitbrain_failure) instead of going ALONE, while the node that
+// still reaches the witness goes, or stays, ALONE. There is no split
+// brain to recover from when the network comes back: the isolated node
+// joins as SECOND.
+func testWitness(t *testing.T) {
+	const am = "mirror"
+	c := newCluster(t, 2)
+	n1, n2 := c.Node("node1"), c.Node("node2")
+	setupCluster(t, c)
+	witness := func(conf string) string {
+		return strings.Replace(conf, "</service>", fmt.Sprintf(`  <check>
+    <splitbrain ident="witness" exec="ping" arg="%s"/>
+  </check>
+ </service>`, c.HostAddr("default")), 1)
+	}
+	installModule(t, c, am, corpusMirror(t), shortHeartbeats, witness)
+	must(t, n1, "prim", "-m", am)
+	waitState(t, n1, am, "ALONE Ready")
+	must(t, n2, "start", "-m", am)
+	waitState(t, n2, am, "SECOND Ready")
+	waitState(t, n1, am, "PRIM Ready")
+
+	// isolate cuts every lan of lost; kept is expected to go (or stay)
+	// ALONE, lost to wait with its application stopped, for longer than
+	// a heartbeat timeout; then the lans come back.
+	isolate := func(t *testing.T, lost, kept *testcluster.Node, lostWas string) {
+		t0 := time.Now()
+		if err := lost.CutAll(); err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, kept, am, "ALONE Ready")
+		waitState(t, lost, am, "WAIT NotReady")
+		wantLogged(t, lost, am, t0, "Resource splitbrain.uptodate set to down by splitbraincheck",
+			"Action wait from failover rule splitbrain_failure", "Local state WAIT NotReady")
+		wantLogged(t, kept, am, t0, "Resource splitbrain.uptodate set to up by splitbraincheck",
+			"Action alone called by heart: no heartbeat", "Local state ALONE Ready")
+		// The periodic checks of the witness keep failing: no ALONE.
+		holdState(t, lost, am, "WAIT NotReady", hbTimeout+2*time.Second)
+		notLogged(t, lost, am, t0, "Script start_prim")
+		notLogged(t, kept, am, t0, "Resource splitbrain.uptodate set to down")
+		if got := state(t, lost, am); got != "WAIT NotReady" {
+			t.Fatalf("%s was %s, cut from the witness: %s, want WAIT NotReady", lost.Name, lostWas, got)
+		}
+
+		t1 := time.Now()
+		if err := lost.RestoreAll(); err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, lost, am, "SECOND Ready")
+		waitState(t, kept, am, "PRIM Ready")
+		notLogged(t, kept, am, t1, "Split brain recovery")
+		notLogged(t, lost, am, t1, "Split brain recovery")
+	}
+	t.Run("the secondary isolated", func(t *testing.T) { isolate(t, n2, n1, "SECOND") })
+	t.Run("the primary isolated: it stops its application", func(t *testing.T) {
+		t0 := time.Now()
+		isolate(t, n1, n2, "PRIM")
+		wantLogged(t, n1, am, t0, "Action wait from failover rule splitbrain_failure", "Script stop_prim", "Local state WAIT NotReady")
+		wantLogged(t, n2, am, t0, "Script start_prim", "Local state ALONE Ready")
+	})
+}

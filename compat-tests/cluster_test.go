@@ -51,6 +51,7 @@ func TestCluster(t *testing.T) {
 		{"DefaultPrim", testDefaultPrim},
 		{"BothStart", testBothStart},
 		{"TwoLans", testTwoLans},
+		{"Witness", testWitness},
 		{"Farm", testFarm},
 		{"K3sSequence", testK3sSequence},
 		{"Security", testSecurity},

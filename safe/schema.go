@@ -327,7 +327,7 @@ var (
 					timeAttr("interval", sec, "10s", ""),
 					timeAttr("timeout", sec, "5s", ""),
 					onOff("secure", "off", "use HTTPS"))}},
-			{tag: "splitbrain", notEnforced: "the split-brain checker is not run by this version",
+			{tag: "splitbrain", doc: "mirror only: a node that loses its peer pings the witnesses (`arg`) and goes ALONE only if one answers; otherwise it stops its application and waits (`splitbrain_failure`), checking again every failover period, until a witness answers or the peer comes back",
 				attrs: []attrSpec{
 					{name: "ident", kind: kString, required: true},
 					{name: "exec", kind: kEnum, enum: []string{"ping"}, required: true},
