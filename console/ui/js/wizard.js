@@ -217,8 +217,10 @@ export function mount(root, params, ctx) {
         // of the form (where the macro is used).
         const name = ((el === 'macro' && line.match(/name\s*=\s*"([^"]+)"/)) || e.message.match(/macro "?([A-Za-z0-9_]+)/) || [])[1];
         if (fields.macro.has(name)) { setFieldError(fields.macro.get(name), e.message); openPanel('macros', null); continue; }
-        if (el === 'service' && /boot_delay/.test(e.message)) { setFieldError(fields.delay, e.message); openPanel('boot', null); continue; }
-        if (el === 'service' && /boot/.test(e.message)) { setFieldError(fields.boot, e.message); openPanel('boot', null); continue; }
+        // The attribute a diagnostic names; older nodes only say it in the text.
+        const attr = e.attribute || ((e.message.match(/\b(boot_delay|boot)\b/) || [])[1]);
+        if (el === 'service' && attr === 'boot_delay') { setFieldError(fields.delay, e.message); openPanel('boot', null); continue; }
+        if (el === 'service' && attr === 'boot') { setFieldError(fields.boot, e.message); openPanel('boot', null); continue; }
         const id = el === 'macro' ? 'macros' : ['heart', 'heartbeat'].includes(el) ? 'heart'
           : ['rfs', 'replicated', 'flow'].includes(el) ? 'rfs'
             : ['vip', 'interface_list', 'interface', 'real_interface', 'virtual_interface', 'virtual_addr'].includes(el) ? 'vip'
