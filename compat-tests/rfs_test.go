@@ -14,6 +14,9 @@ package compattests
 //     rfsverify sees no difference, then a corrupted byte.
 //   - UpToDate: a node with stale or half-copied data does not become
 //     primary by itself; prim, primforce, fullsync.
+//   - Backups: a secondary restored from a backup of the primary, with
+//     the external synchronisation (rfssync) and the synchronisation by
+//     date (secondforce -d); a mismatched external policy stops it.
 //   - DiskFull, FrozenSecondary, CutDuringReintegration,
 //     DaemonRestartDuringReintegration: no acknowledged write lost, clear
 //     log lines, and the pair comes back by itself when the fault ends.
@@ -35,6 +38,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,6 +91,7 @@ func TestRFS(t *testing.T) {
 		{"KillSecondary", testKillSecondary},
 		{"Reintegration", testReintegration},
 		{"UpToDate", testUpToDate},
+		{"Backups", testBackups},
 		{"DiskFull", testDiskFull},
 		{"FrozenSecondary", testFrozenSecondary},
 		{"CutDuringReintegration", testCutDuringReintegration},
@@ -998,3 +1003,139 @@ func modulePID(t *testing.T, n *testcluster.Node) int {
 	t.Fatalf("%s: no process of module %s", n.Name, rfsModule)
 	return 0
 }
+
+// copiedMB is what the secondary sec logged it copied since t0 ("Copied N
+// MB in M files"), -1 when it did not.
+func copiedMB(t *testing.T, sec *testcluster.Node, t0 time.Time) int {
+	t.Helper()
+	mb := -1
+	for _, l := range since(modLog(t, sec, rfsModule, true), t0) {
+		fmt.Sscanf(l.text, "Copied %d MB in", &mb)
+	}
+	return mb
+}
+
+// waitResource polls a resource of n until it has the value want.
+func waitResource(t *testing.T, n *testcluster.Node, name, want string) {
+	t.Helper()
+	deadline := time.Now().Add(transitionTimeout)
+	for {
+		out, _, _ := sk(t, n, "get", "-m", rfsModule, "-r", name)
+		if got := strings.TrimSpace(out); got == want {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%s: resource %s is %q after %v, want %q", n.Name, name, got, transitionTimeout, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// testBackups: the secondary starts from a backup of the primary instead
+// of a full copy (User's Guide §13.7.4.8, §13.7.4.9).
+func testBackups(t *testing.T) {
+	_, n1, n2 := rfsPair(t, rfsOptions{})
+	const bigMB = 64
+
+	t.Run("external synchronisation, cold backup", func(t *testing.T) {
+		// node2 away while node1 writes: a bitmap reintegration would copy
+		// the new image whole.
+		must(t, n2, "stop", "-m", rfsModule)
+		waitState(t, n2, rfsModule, "STOP NotReady")
+		waitState(t, n1, rfsModule, "ALONE Ready")
+		inNode(t, n1, "bash", "-euc", fmt.Sprintf(`cd %s
+dd if=/dev/urandom of=big.img bs=1M count=%d status=none
+mkdir -p etc && for i in $(seq 1 10); do echo "conf $i" > etc/c$i; done`, rfsDir, bigMB))
+		must(t, n1, "stop", "-m", rfsModule)
+		waitState(t, n1, rfsModule, "STOP NotReady")
+		// The backup of node1, restored on node2 (both stopped: <dir> is
+		// a link to the backing directory).
+		backup := t.TempDir()
+		for _, c := range [][]string{
+			{"cp", "-a", n1.HostPath(rfsBacking) + "/.", backup},
+			{"bash", "-euc", `find "$1" -mindepth 1 -delete && cp -a "$2"/. "$1"`, "-", n2.HostPath(rfsBacking), backup},
+		} {
+			if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v\n%s", c, err, out)
+			}
+		}
+		t0 := time.Now()
+		must(t, n1, "rfssync", "external", "prim", "backup-1", "-m", rfsModule)
+		must(t, n2, "rfssync", "external", "second", "backup-1", "-m", rfsModule)
+		wantLogged(t, n1, rfsModule, t0, "Action rfssync called by root", "Synchronization policy set to external prim backup-1")
+		must(t, n1, "prim", "-m", rfsModule)
+		waitState(t, n1, rfsModule, "ALONE Ready")
+		waitResource(t, n2, "rfs.rfssync", "up")
+		out := must(t, n2, "rfssync", "-m", rfsModule)
+		if !strings.Contains(out, "external, role second, uid backup-1") || !regexpMatch(`usersetting.rfssyncuid +backup-1\n`, out) {
+			t.Fatalf("node2: safekit rfssync says:\n%s", out)
+		}
+		// The application changes one zone after the backup.
+		inNode(t, n1, writerBin(t), "patch", "-file", rfsDir+"/big.img", "-seed", "7", fmt.Sprintf("%d:4096", 3*zoneSize+100))
+		t1 := time.Now()
+		must(t, n2, "start", "-m", rfsModule)
+		waitPair(t, n1, n2)
+		wantLogged(t, n1, rfsModule, t1, "Reintegration of the secondary (external)")
+		wantLogged(t, n2, rfsModule, t1, "Reintegration ended (synchronize)", "Synchronization policy external second backup-1 returned to default")
+		mb := copiedMB(t, n2, t1)
+		if mb < 0 || int64(mb)<<20 > zoneSize {
+			t.Errorf("node2: the external synchronisation copied %d MB, want at most the changed zone (%d MB) of the %d MB image", mb, zoneSize>>20, bigMB)
+		}
+		t.Logf("node2 restored from a backup, one zone changed since: %d MB copied of the %d MB image", mb, bigMB)
+		waitLogged(t, n1, rfsModule, t1, "Synchronization policy external prim backup-1 returned to default")
+		for _, n := range []*testcluster.Node{n1, n2} {
+			waitResource(t, n, "usersetting.rfssyncmode", "default")
+		}
+		wantNoDifference(t, n2)
+	})
+
+	t.Run("mismatched external policy: the secondary stops, rfssync full", func(t *testing.T) {
+		must(t, n2, "stop", "-m", rfsModule)
+		waitState(t, n2, rfsModule, "STOP NotReady")
+		must(t, n2, "rfssync", "external", "second", "backup-2", "-m", rfsModule)
+		t0 := time.Now()
+		must(t, n2, "start", "-m", rfsModule)
+		waitLogged(t, n2, rfsModule, t0, "Action stop called by rfsplug")
+		waitState(t, n2, rfsModule, "STOP NotReady")
+		wantLogged(t, n2, rfsModule, t0, "External synchronization cannot be applied: the synchronization policy is external second backup-2 on this node and default on node1",
+			"Complete the external synchronization procedure on both nodes", "Local state STOP NotReady")
+		notLogged(t, n2, rfsModule, t0, "Updating directory tree")
+		notLogged(t, n2, rfsModule, t0, "Script start_second")
+		notLogged(t, n1, rfsModule, t0, "Local state PRIM")
+		must(t, n2, "rfssync", "full", "-m", rfsModule)
+		t1 := time.Now()
+		must(t, n2, "start", "-m", rfsModule)
+		waitPair(t, n1, n2)
+		wantFullCopy(t, n1, n2, t1)
+		waitResource(t, n2, "usersetting.rfssyncmode", "default")
+	})
+
+	t.Run("synchronisation by date", func(t *testing.T) {
+		must(t, n2, "stop", "-m", rfsModule)
+		waitState(t, n2, rfsModule, "STOP NotReady")
+		waitState(t, n1, rfsModule, "ALONE Ready")
+		// The date has a resolution of a second: the next one, once the
+		// clock (and the file times, which lag it by a tick) passed it, is
+		// after every change made so far and before those that follow.
+		date := time.Now().UTC().Truncate(time.Second).Add(time.Second)
+		for time.Now().Before(date.Add(50 * time.Millisecond)) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		inNode(t, n1, "bash", "-euc", fmt.Sprintf(`cd %s
+head -c 3000000 /dev/urandom > after
+echo changed > etc/c1`, rfsDir))
+		t0 := time.Now()
+		must(t, n2, "secondforce", "-d", date.Format("2006-01-02T15:04:05Z"), "-m", rfsModule)
+		waitPair(t, n1, n2)
+		wantLogged(t, n1, rfsModule, t0, "Reintegration of the secondary (date)", "Files modified since "+date.Format("2006-01-02T15:04:05Z"))
+		wantLogged(t, n2, rfsModule, t0, "Action secondforce called by root", "Synchronization by date", "Reintegration ended (synchronize)")
+		// Only the two files written since the date, not the image.
+		mb := copiedMB(t, n2, t0)
+		if mb < 0 || mb > 3 {
+			t.Errorf("node2: the synchronisation by date copied %d MB, want the 3 MB written since the date", mb)
+		}
+		t.Logf("node2 secondforce -d %s: %d MB copied", date.Format("2006-01-02T15:04:05Z"), mb)
+		wantNoDifference(t, n2)
+	})
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }

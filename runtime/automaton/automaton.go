@@ -1,6 +1,7 @@
 package automaton
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sort"
@@ -412,6 +413,13 @@ func (m *Module) Resources() [][2]string {
 	if m.cfg.HasRFS {
 		all["rfs.uptodate"] = upDown(m.p.UpToDate)
 		all["rfs.degraded"] = upDown(m.degraded)
+	}
+	if m.cfg.HasRFS && m.cfg.Mode == Mirror {
+		p := m.syncPolicy()
+		all["usersetting.rfssyncmode"] = p.ModeName()
+		all["usersetting.rfssyncrole"] = cmp.Or(p.Role, SyncDefault)
+		all["usersetting.rfssyncuid"] = cmp.Or(p.UID, SyncDefault)
+		all["rfs.rfssync"] = upDown(m.syncApplicable())
 	}
 	if m.cfg.Mode == Mirror {
 		all["state.remote"] = "UNKNOWN"

@@ -16,6 +16,8 @@ import (
 //	    [maxloop=n] [loop=24h] [hb=30s] [handle=15s] [period=5s] [node=node1] [peernode=node2]
 //	    [defaultprim=X] [nofailover] [witness]
 //	cmd <action> [id=identity] [by=who]   a safekit command
+//	cmd rfssync full | cmd rfssync external role=prim|second uid=U [nodetect]
+//	cmd secondforce since=<RFC 3339 date>
 //	done [exit=n] [timeout] [err=msg]     the running script ends
 //	finish                                 every script ends with 0 until none runs
 //	set <resource> <value> [by=who] [id=identity] [quiet] [force]
@@ -25,6 +27,7 @@ import (
 //	loop incloop|resetloop id=identity
 //	recover <state>                        first event after a crash in <state>
 //	peer lost | peer <STATE> [ready=R] [uptodate] [lastprim] [cause=C] [swap=N] [swapping] [stopping] [reintegrating] [fullsync]
+//	     [sync=full|external/<role>/<uid>]    the peer's rfssync policy
 //	link <ident> up|down                   one heartbeat
 //	resync ok|fail [err=msg]               end of a resynchronisation
 //	witness reachable|unreachable          answer of the split-brain witness
@@ -67,6 +70,18 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 		}
 		d.MaybeScanArgs(t, "id", &c.Identity)
 		d.MaybeScanArgs(t, "by", &c.By)
+		if c.Action == "rfssync" {
+			c.Sync, c.Arg = SyncPolicy{Mode: c.Arg, NoDetect: d.HasArg("nodetect")}, ""
+			d.MaybeScanArgs(t, "role", &c.Sync.Role)
+			d.MaybeScanArgs(t, "uid", &c.Sync.UID)
+		}
+		var since string
+		if d.MaybeScanArgs(t, "since", &since) {
+			var err error
+			if c.Since, err = time.Parse(time.RFC3339, since); err != nil {
+				t.Fatalf("%s: %v", d.Pos, err)
+			}
+		}
 		return h.step(Command(c))
 	case "done":
 		if h.running == nil {
@@ -113,6 +128,11 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 		}
 		d.MaybeScanArgs(t, "cause", &ps.AloneCause)
 		d.MaybeScanArgs(t, "swap", &ps.Swap)
+		var sync string
+		if d.MaybeScanArgs(t, "sync", &sync) {
+			parts := append(strings.Split(sync, "/"), "", "")
+			ps.Sync = SyncPolicy{Mode: parts[0], Role: parts[1], UID: parts[2]}
+		}
 		return h.step(Peer{Alive: true, Status: ps})
 	case "link":
 		return h.step(HeartbeatLink{Ident: d.CmdArgs[0].Key, Up: d.CmdArgs[1].Key == "up"})
@@ -134,8 +154,12 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 		return h.step(WitnessResult{Reachable: d.CmdArgs[0].Key == "reachable"})
 	case "status":
 		st := h.m.Status()
-		return fmt.Sprintf("%s %s uptodate=%v lastprim=%v cause=%q swap=%d swapping=%v reintegrating=%v fullsync=%v\n",
-			st.State, st.Ready, st.UpToDate, st.LastPrim, st.AloneCause, st.Swap, st.Swapping, st.Reintegrating, st.FullSync)
+		sync := ""
+		if st.Sync != (SyncPolicy{}) {
+			sync = fmt.Sprintf(" rfssync=%q", st.Sync)
+		}
+		return fmt.Sprintf("%s %s uptodate=%v lastprim=%v cause=%q swap=%d swapping=%v reintegrating=%v fullsync=%v%s\n",
+			st.State, st.Ready, st.UpToDate, st.LastPrim, st.AloneCause, st.Swap, st.Swapping, st.Reintegrating, st.FullSync, sync)
 	case "recover":
 		return h.step(Recover{From: State(d.CmdArgs[0].Key)})
 	case "setting":
@@ -155,8 +179,12 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 		return b.String()
 	case "persisted":
 		p := h.m.Persisted()
-		return fmt.Sprintf("state=%s lastprim=%v uptodate=%v boot=%v checker=%v loop=%d\n",
-			p.State, p.LastPrim, p.UpToDate, p.Boot, p.Checker, p.LoopCount)
+		sync := ""
+		if p.Sync != (SyncPolicy{}) || !p.SyncSince.IsZero() || p.FullSync {
+			sync = fmt.Sprintf(" fullsync=%v rfssync=%q since=%q", p.FullSync, p.Sync, formatSince(p.SyncSince))
+		}
+		return fmt.Sprintf("state=%s lastprim=%v uptodate=%v boot=%v checker=%v loop=%d%s\n",
+			p.State, p.LastPrim, p.UpToDate, p.Boot, p.Checker, p.LoopCount, sync)
 	}
 	t.Fatalf("%s: unknown directive %s", d.Pos, d.Cmd)
 	return ""
@@ -280,7 +308,14 @@ func (h *harness) step(ev Event) string {
 		case Save:
 		case Resync:
 			h.resync = a.ID
-			fmt.Fprintf(&b, "resync full=%v\n", a.Full)
+			fmt.Fprintf(&b, "resync full=%v", a.Full)
+			if !a.Since.IsZero() {
+				fmt.Fprintf(&b, " since=%s", formatSince(a.Since))
+			}
+			if a.External != "" {
+				fmt.Fprintf(&b, " external=%s", a.External)
+			}
+			b.WriteString("\n")
 		case CancelResync:
 			b.WriteString("resync cancelled\n")
 		case CheckWitness:
@@ -309,4 +344,11 @@ func (h *harness) step(ev Event) string {
 		return "(nothing)\n"
 	}
 	return b.String()
+}
+
+func formatSince(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }

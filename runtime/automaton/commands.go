@@ -3,6 +3,7 @@ package automaton
 import (
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Messages of a mirror that may not have up-to-date data (User's Guide §5.3).
@@ -20,7 +21,12 @@ func stopLike(action string) bool {
 var countedActions = map[string]bool{"restart": true, "stopstart": true, "stop": true, "swap": true, "wait": true}
 
 // resetActions reset the maxloop count when an administrator calls them.
-var resetActions = map[string]bool{"start": true, "stop": true, "restart": true, "stopstart": true, "swap": true, "prim": true, "second": true}
+var resetActions = map[string]bool{"start": true, "stop": true, "restart": true, "stopstart": true, "swap": true, "prim": true, "second": true, "secondforce": true}
+
+// starting commands start a stopped (or waiting) module.
+func starting(action string) bool {
+	return action == "start" || action == "prim" || action == "primforce" || action == "second" || action == "secondforce"
+}
 
 func (m *Module) command(c Command) error {
 	if c.By == "" {
@@ -41,11 +47,17 @@ func (m *Module) command(c Command) error {
 		by = "at boot time"
 	}
 	m.logf(origin, "U", "Action %s called %s", c.Action, by)
+	if c.Action == "rfssync" {
+		// A policy, not a transition: it applies at the next
+		// synchronisation, whatever the module does now.
+		m.setSyncPolicy(c.Sync, c.By)
+		return nil
+	}
 	if c.Identity == "" && resetActions[c.Action] && m.p.LoopCount != 0 {
 		m.p.LoopCount = 0
 		m.save()
 	}
-	if running := c.Action == "start" || c.Action == "prim" || c.Action == "primforce" || c.Action == "second"; running || c.Action == "stop" || c.Action == "forcestop" {
+	if running := starting(c.Action); running || c.Action == "stop" || c.Action == "forcestop" {
 		if m.p.Running != running {
 			m.p.Running = running
 			m.save()
@@ -65,12 +77,20 @@ func (m *Module) command(c Command) error {
 // message the user sees.
 func (m *Module) check(c Command) error {
 	mod := m.cfg.Module
+	if c.Action == "rfssync" || c.Action == "secondforce" {
+		if m.cfg.Mode != Mirror || !m.cfg.HasRFS {
+			return refusedf("%s applies to file replication: module %s has no replicated directories (<rfs>)", c.Action, mod)
+		}
+	}
+	if c.Action == "rfssync" {
+		return checkSyncPolicy(mod, c.Sync)
+	}
 	busy := m.Busy()
 	if busy && m.pending != nil && stopLike(m.pending.Action) && !stopLike(c.Action) {
 		// Refused before it is logged or counted: it would never run.
 		return refusedf("a %s of module %s is already pending", m.pending.Action, mod)
 	}
-	if busy && m.stopping && (c.Action == "start" || c.Action == "prim" || c.Action == "primforce" || c.Action == "second") {
+	if busy && m.stopping && starting(c.Action) {
 		return refusedf("module %s is stopping (%s %s): wait for the end of the stop (safekit waitstop -m %s), then run safekit %s", mod, m.state, m.ready, mod, c.Action)
 	}
 	switch c.Action {
@@ -109,12 +129,15 @@ func (m *Module) check(c Command) error {
 			m.logf("heart", "E", "Requested prim start aborted")
 			return refusedf("module %s: data may be inconsistent for replicated directories (stopped during reintegration); if you are sure that this server has valid data, run safekit primforce -m %s", mod, mod)
 		}
-	case "second":
+	case "second", "secondforce":
 		if m.cfg.Mode != Mirror {
-			return refusedf("second applies to mirror modules; %s is a %s module", mod, m.cfg.Mode)
+			return refusedf("%s applies to mirror modules; %s is a %s module", c.Action, mod, m.cfg.Mode)
+		}
+		if c.Action == "secondforce" && c.Since.IsZero() {
+			return refusedf("secondforce needs the date of the backup: safekit secondforce -d <date> -m %s", mod)
 		}
 		if busy || (m.state != Stop && m.state != Wait) {
-			return refusedf("module %s is %s %s: stop it, then run safekit second", mod, m.state, m.ready)
+			return refusedf("module %s is %s %s: stop it, then run safekit %s", mod, m.state, m.ready, c.Action)
 		}
 		if !m.peerPrimary() {
 			return refusedf("cannot start module %s as secondary: the other node is not primary", mod)
@@ -149,6 +172,9 @@ func (m *Module) execute(c Command) error {
 		c = Command{Action: "stop", By: "maxloop"}
 		m.p.Running = false
 	}
+	if starting(c.Action) {
+		m.startDate(c.Since)
+	}
 	switch c.Action {
 	case "start":
 		if m.state != Stop {
@@ -171,7 +197,7 @@ func (m *Module) execute(c Command) error {
 		default:
 			return refusedf("module %s is already %s", m.cfg.Module, m.state)
 		}
-	case "second":
+	case "second", "secondforce":
 		if c.Arg == "fullsync" {
 			m.p.FullSync = true
 			m.save()
@@ -478,6 +504,44 @@ func (m *Module) loop(l Loop) error {
 		m.logf("heartplug", "I", "Loop counter reset by %s", l.Identity)
 	}
 	return nil
+}
+
+// checkSyncPolicy refuses a policy safekit rfssync cannot set.
+func checkSyncPolicy(mod string, p SyncPolicy) error {
+	switch {
+	case p.Mode == SyncFull:
+	case p.Mode != SyncExternal:
+		return refusedf("unknown synchronization policy %q for module %s (full, or external prim|second <uid>)", p.Mode, mod)
+	case p.Role != SyncRolePrim && p.Role != SyncRoleSecond:
+		return refusedf("external synchronization of module %s: role %q is neither prim nor second", mod, p.Role)
+	case p.UID == "" || utf8.RuneCountInString(p.UID) > MaxSyncUID:
+		return refusedf("external synchronization of module %s: the uid must have 1 to %d characters", mod, MaxSyncUID)
+	}
+	return nil
+}
+
+// setSyncPolicy is safekit rfssync.
+func (m *Module) setSyncPolicy(p SyncPolicy, by string) {
+	if p.Mode == SyncFull {
+		p = SyncPolicy{Mode: SyncFull}
+	}
+	m.p.Sync = p
+	m.save()
+	m.logf("rfsplug", "I", "Synchronization policy set to %s by %s: applied at the next synchronization", p, by)
+}
+
+// startDate records the date of secondforce, or forgets an earlier one:
+// a date applies to the start it came with (and to the retries of its
+// resynchronisation), not to later ones.
+func (m *Module) startDate(since time.Time) {
+	if m.p.SyncSince.Equal(since) {
+		return
+	}
+	m.p.SyncSince = since
+	m.save()
+	if !since.IsZero() {
+		m.logf("rfsplug", "I", "Synchronization by date: only the files modified since %s are copied", since.Format(time.RFC3339))
+	}
 }
 
 func (m *Module) setting(s Setting) {

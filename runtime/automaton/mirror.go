@@ -1,5 +1,7 @@
 package automaton
 
+import "time"
+
 // The two-node part of the mirror automaton (User's Guide §5, §14.4): what a
 // node does when its peer's state changes, as its heartbeats tell it.
 //
@@ -27,7 +29,7 @@ package automaton
 func (m *Module) Status() PeerStatus {
 	return PeerStatus{State: m.state, Ready: m.ready, UpToDate: m.p.UpToDate, LastPrim: m.p.LastPrim, Degraded: m.degraded,
 		AloneCause: m.p.AloneCause, Swap: m.swapReq, Swapping: m.swapping, Stopping: m.stopping, Reintegrating: m.p.Reintegrating,
-		FullSync: m.fullSyncPeer}
+		FullSync: m.fullSyncPeer, Sync: m.p.Sync}
 }
 
 // Remote is the peer as this node knows it: alive, its state, its name.
@@ -65,6 +67,13 @@ func (m *Module) peerChanged(e Peer) {
 	}
 	if !e.Alive || (e.Status.State != Second && e.Status.State != Prim) {
 		m.defaultPrimDone = false
+	}
+	if e.Alive && old.Reintegrating && !e.Status.Reintegrating && e.Status.State == Second && e.Status.Ready == Ready &&
+		(m.state == Prim || m.state == Alone) {
+		// The secondary's synchronisation applied this node's policy:
+		// not before, so that a policy set on a PRIM whose SECOND is
+		// already Ready waits for the next one.
+		m.syncPolicyDone(m.peerName())
 	}
 }
 
@@ -239,6 +248,10 @@ func (m *Module) decideMirror() {
 			m.logf("heart", "E", "Action wait from failover rule degraded_server")
 			m.holdWait("degraded_server")
 		}
+	case m.peerPrimary() && m.cfg.HasRFS && !m.syncMatches():
+		// Before the start scripts: the application does not start here
+		// and the primary does not take this node for its secondary.
+		m.externalMismatch()
 	case m.peerPrimary():
 		m.failoverHold = false
 		m.enterSecond()
@@ -339,11 +352,100 @@ func (m *Module) startResync() {
 		m.secondReady()
 		return
 	}
+	if !m.syncMatches() {
+		// The policies changed since this node started as secondary.
+		m.externalMismatch()
+		return
+	}
+	r := m.syncRequest()
+	switch {
+	case r.Full && !m.p.SyncSince.IsZero():
+		m.logf("rfsplug", "I", "Full synchronization asked: the synchronization by date is not applied")
+	case r.Full && m.syncExternal():
+		m.logf("rfsplug", "I", "Full synchronization asked: the external synchronization is not applied")
+	}
 	m.resyncing, m.replBroken = true, false
 	m.resyncID++
+	r.ID = m.resyncID
 	m.p.Reintegrating, m.p.UpToDate = true, false
 	m.save()
-	m.emit(Resync{ID: m.resyncID, Full: m.p.FullSync || m.peer.FullSync})
+	m.emit(r)
+}
+
+// syncRequest is the resynchronisation this node asks for as secondary,
+// from both nodes' policies. A full copy, then a date, win over an
+// external policy: they are the guide's ways out of an external
+// synchronisation that cannot apply.
+func (m *Module) syncRequest() Resync {
+	mine, theirs := m.p.Sync, m.peer.Sync
+	r := Resync{Full: m.p.FullSync || m.peer.FullSync || mine.Mode == SyncFull || theirs.Mode == SyncFull}
+	switch {
+	case r.Full:
+	case !m.p.SyncSince.IsZero():
+		r.Since = m.p.SyncSince
+	case m.syncExternal():
+		r.External = mine.UID
+	}
+	return r
+}
+
+// syncExternal: either node's policy is external.
+func (m *Module) syncExternal() bool {
+	return m.p.Sync.Mode == SyncExternal || m.peer.Sync.Mode == SyncExternal
+}
+
+// syncMatches tells whether the resynchronisation of this node as
+// secondary can apply the policies: an external one needs external second
+// here and external prim, with the same uid, on the primary.
+func (m *Module) syncMatches() bool {
+	r := m.syncRequest()
+	return r.Full || !r.Since.IsZero() || !m.syncExternal() || m.p.Sync.Complements(m.peer.Sync)
+}
+
+// externalMismatch stops a secondary whose external synchronisation has
+// no counterpart on the primary (User's Guide §13.7.4.9).
+func (m *Module) externalMismatch() {
+	mod := m.cfg.Module
+	m.logf("rfsplug", "E", "External synchronization cannot be applied: the synchronization policy is %s on this node and %s on %s; it needs external second <uid> on the secondary and external prim <uid> on the primary, with the same uid",
+		m.p.Sync, m.peer.Sync, m.peerName())
+	m.logf("rfsplug", "E", "Complete the external synchronization procedure on both nodes (safekit rfssync external prim|second <uid> -m %s), or run safekit rfssync full -m %s, or safekit secondforce -d <date of the backup> -m %s",
+		mod, mod, mod)
+	m.logf("heart", "U", "Action stop called by rfsplug")
+	m.p.Running = false
+	m.save()
+	m.stop("stop")
+}
+
+// syncPolicy is this node's policy as usersetting.rfssync* show it: that
+// of rfssync, full after second|prim fullsync or primforce.
+func (m *Module) syncPolicy() SyncPolicy {
+	if m.p.FullSync || m.fullSyncPeer {
+		return SyncPolicy{Mode: SyncFull}
+	}
+	return m.p.Sync
+}
+
+// syncApplicable is rfs.rfssync: an external policy applies only with
+// its counterpart on the peer.
+func (m *Module) syncApplicable() bool {
+	p, q := m.p.Sync, m.peer.Sync
+	if p.Mode != SyncExternal {
+		return true
+	}
+	return m.peerAlive && q.Mode == SyncExternal && q.UID == p.UID && q.Role != p.Role &&
+		(q.Role == SyncRolePrim || q.Role == SyncRoleSecond)
+}
+
+// syncPolicyDone returns the policy to the default after a successful
+// synchronisation of the pair (User's Guide §13.7.4.9).
+func (m *Module) syncPolicyDone(with string) {
+	was := m.syncPolicy()
+	m.fullSyncPeer, m.p.FullSync = false, false
+	m.p.Sync, m.p.SyncSince = SyncPolicy{}, time.Time{}
+	m.save()
+	if was.Mode != "" {
+		m.logf("rfsplug", "I", "Synchronization policy %s returned to default after the synchronization with %s", was, with)
+	}
 }
 
 func (m *Module) resyncDone(e ResyncDone) {
@@ -362,8 +464,8 @@ func (m *Module) resyncDone(e ResyncDone) {
 		return
 	}
 	m.logf("reintegre", "E", "Reintegration ended (synchronize)")
-	m.fullSyncPeer = false
-	m.p.Reintegrating, m.p.FullSync = false, false
+	m.p.Reintegrating = false
+	m.syncPolicyDone(m.peerName())
 	m.secondReady()
 }
 

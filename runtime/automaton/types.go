@@ -131,9 +131,78 @@ type Persisted struct {
 	Reintegrating bool `json:"reintegrating,omitempty"`
 	// FullSync: the next resynchronisation copies everything.
 	FullSync bool `json:"fullsync,omitempty"`
+	// Sync is the synchronisation policy of `safekit rfssync` (User's
+	// Guide §13.7.4.9); it returns to the default after the next
+	// successful synchronisation of the pair.
+	Sync SyncPolicy `json:"rfssync,omitzero"`
+	// SyncSince is the date of `safekit secondforce -d`: the next
+	// resynchronisation of this node as secondary copies only the files
+	// modified since (§13.7.4.8). Cleared when it succeeds, and by the
+	// next start command that does not give a date.
+	SyncSince time.Time `json:"sync_since,omitzero"`
 	// LoopCount actions counted since LoopStart (maxloop).
 	LoopCount int       `json:"loop_count"`
 	LoopStart time.Time `json:"loop_start"`
+}
+
+// Synchronisation policies (usersetting.rfssyncmode).
+const (
+	SyncDefault  = "default"  // copy what changed (bitmaps or checksums), everything the first time
+	SyncFull     = "full"     // copy everything
+	SyncExternal = "external" // the secondary holds a restored backup: compare every file
+)
+
+// Roles of the external synchronisation (usersetting.rfssyncrole).
+const (
+	SyncRolePrim   = "prim"   // the source: the node that was backed up
+	SyncRoleSecond = "second" // the destination: the node the backup was restored on
+)
+
+// MaxSyncUID is the longest uid of an external synchronisation.
+const MaxSyncUID = 24
+
+// SyncPolicy is how the next resynchronisation of the pair copies the
+// replicated data. The zero value is the default policy.
+type SyncPolicy struct {
+	// Mode is SyncFull or SyncExternal; "" is SyncDefault.
+	Mode string `json:"mode,omitempty"`
+	// Role (external): SyncRolePrim or SyncRoleSecond.
+	Role string `json:"role,omitempty"`
+	// UID (external) names the backup both nodes were given (at most
+	// MaxSyncUID characters).
+	UID string `json:"uid,omitempty"`
+	// NoDetect (rfssync -d): no change detection between the backup or
+	// restore and the start. Recorded and shown only: the external
+	// resynchronisation compares every file by zone checksums, which
+	// finds every change anyway.
+	NoDetect bool `json:"nodetect,omitempty"`
+}
+
+// ModeName is the mode as usersetting.rfssyncmode shows it.
+func (p SyncPolicy) ModeName() string {
+	if p.Mode == "" {
+		return SyncDefault
+	}
+	return p.Mode
+}
+
+// String is the policy as the module log and safekit rfssync say it.
+func (p SyncPolicy) String() string {
+	if p.Mode != SyncExternal {
+		return p.ModeName()
+	}
+	s := fmt.Sprintf("external %s %s", p.Role, p.UID)
+	if p.NoDetect {
+		s += " (-d)"
+	}
+	return s
+}
+
+// Complements tells whether p, on the node that will be secondary, and
+// peer, on the primary, make one external synchronisation.
+func (p SyncPolicy) Complements(peer SyncPolicy) bool {
+	return p.Mode == SyncExternal && peer.Mode == SyncExternal && p.UID == peer.UID && p.UID != "" &&
+		p.Role == SyncRoleSecond && peer.Role == SyncRolePrim
 }
 
 // DefaultPersisted is the record of a module never started.
@@ -146,9 +215,13 @@ type Event interface{ event() }
 
 // Command is an administrator or detector command (safekit start, stop...).
 type Command struct {
-	Action string // start, stop, restart, stopstart, forcestop, prim, primforce, second, swap, shutdown
+	Action string // start, stop, restart, stopstart, forcestop, prim, primforce, second, secondforce, swap, shutdown, rfssync
 	// Arg is fullsync (prim, second) or nosync (swap).
 	Arg string
+	// Sync is the policy of rfssync.
+	Sync SyncPolicy
+	// Since is the date of secondforce.
+	Since time.Time
 	// Identity is the -i value: set by scripts, checkers and failover rules;
 	// such commands count toward maxloop. Empty for administrators.
 	Identity string
@@ -216,6 +289,8 @@ type PeerStatus struct {
 	// Degraded: file replication broke on the peer (primary): it cannot
 	// take a secondary until it is stopped and started again.
 	Degraded bool
+	// Sync is the peer's synchronisation policy (rfssync).
+	Sync SyncPolicy
 }
 
 // Peer reports a change seen through the heartbeats: the peer's status, or
@@ -327,11 +402,20 @@ type SetTimer struct {
 // CancelTimer cancels a timer.
 type CancelTimer struct{ Name string }
 
-// Resync starts the resynchronisation of this node as secondary (Full:
-// copy everything); the driver answers with ResyncDone.
+// Resync starts the resynchronisation of this node as secondary; the
+// driver answers with ResyncDone. At most one of Full, Since and External
+// is set; none lets the primary choose (bitmaps or checksums, everything
+// the first time).
 type Resync struct {
-	ID   int
+	ID int
+	// Full copies everything.
 	Full bool
+	// Since (secondforce -d) copies whole the files modified since, and
+	// leaves the others as they are.
+	Since time.Time
+	// External is the uid of an external synchronisation: every file is
+	// compared zone by zone, only differing zones are copied.
+	External string
 }
 
 // CancelResync stops the resynchronisation in progress (the module stops).

@@ -40,6 +40,13 @@ type Status struct {
 	Stopping bool `json:"stopping,omitempty"`
 	FullSync bool `json:"fullsync,omitempty"`
 	Degraded bool `json:"degraded,omitempty"`
+	// SyncMode, SyncRole, SyncUID are the sender's synchronisation policy
+	// (safekit rfssync: full, or external with its role and uid; empty
+	// for the default), so that a secondary knows whether an external
+	// synchronisation has its counterpart on the primary.
+	SyncMode string `json:"syncmode,omitempty"`
+	SyncRole string `json:"syncrole,omitempty"`
+	SyncUID  string `json:"syncuid,omitempty"`
 }
 
 // packet is the wire form (JSON, then the HMAC when keyed).

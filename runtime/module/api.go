@@ -25,6 +25,10 @@ type CommandRequest struct {
 	Arg      string `json:"arg,omitempty"`
 	Identity string `json:"identity,omitempty"`
 	By       string `json:"by,omitempty"`
+	// Sync is the policy of rfssync.
+	Sync automaton.SyncPolicy `json:"rfssync,omitzero"`
+	// Since is the date of secondforce -d.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // ResourceRequest is POST /resource.
@@ -127,7 +131,7 @@ func (d *Driver) handleCommand(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	err := d.Post(r.Context(), automaton.Command{Action: req.Action, Arg: req.Arg, Identity: req.Identity, By: req.By})
+	err := d.Post(r.Context(), automaton.Command{Action: req.Action, Arg: req.Arg, Identity: req.Identity, By: req.By, Sync: req.Sync, Since: req.Since})
 	answer(w, err, d.Snapshot())
 }
 

@@ -115,7 +115,8 @@ func (d *Driver) heartStatus() heart.Status {
 	s := d.status
 	return heart.Status{State: string(s.State), Ready: string(s.Ready), UpToDate: s.UpToDate, LastPrim: s.LastPrim,
 		AloneCause: s.AloneCause, Swap: s.Swap, Swapping: s.Swapping, Stopping: s.Stopping,
-		Reintegrating: s.Reintegrating, FullSync: s.FullSync, Degraded: s.Degraded}
+		Reintegrating: s.Reintegrating, FullSync: s.FullSync, Degraded: s.Degraded,
+		SyncMode: s.Sync.Mode, SyncRole: s.Sync.Role, SyncUID: s.Sync.UID}
 }
 
 func (p *peering) run(events <-chan heart.Event) {
@@ -142,7 +143,8 @@ func (p *peering) run(events <-chan heart.Event) {
 			p.d.send(automaton.Peer{Alive: true, Name: e.Node, Status: automaton.PeerStatus{
 				State: automaton.State(st.State), Ready: automaton.Readiness(st.Ready), UpToDate: st.UpToDate,
 				LastPrim: st.LastPrim, AloneCause: st.AloneCause, Swap: st.Swap, Swapping: st.Swapping,
-				Stopping: st.Stopping, Reintegrating: st.Reintegrating, FullSync: st.FullSync, Degraded: st.Degraded}})
+				Stopping: st.Stopping, Reintegrating: st.Reintegrating, FullSync: st.FullSync, Degraded: st.Degraded,
+				Sync: automaton.SyncPolicy{Mode: st.SyncMode, Role: st.SyncRole, UID: st.SyncUID}}})
 		case "drop":
 			p.mu.Lock()
 			p.dropped[e.Reason]++

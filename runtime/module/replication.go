@@ -116,7 +116,7 @@ func (rep *replication) resync(a automaton.Resync) {
 	target := net.JoinHostPort(trimBrackets(addr), strconv.Itoa(rep.port))
 	go func() {
 		defer cancel()
-		err := rep.r.Resync(ctx, target, a.Full)
+		err := rep.r.Resync(ctx, target, rfs.ResyncOptions{Full: a.Full, Since: a.Since, External: a.External})
 		done := automaton.ResyncDone{ID: a.ID, OK: err == nil}
 		if err != nil {
 			done.Err = err.Error()

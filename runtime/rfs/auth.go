@@ -64,6 +64,12 @@ type claim struct {
 	Zone int64  `json:"zone"`
 	Dirs int    `json:"dirs"`
 	Node string `json:"node,omitempty"`
+	// Since (unix ns, secondforce -d): copy whole the files modified
+	// since, leave the others.
+	Since int64 `json:"since,omitempty"`
+	// External is the uid of an external synchronisation (rfssync): the
+	// copy is a restored backup, every file is compared by checksums.
+	External string `json:"external,omitempty"`
 }
 
 type welcome struct {

@@ -34,15 +34,15 @@
 //	r, err := rfs.Open(c)
 //	r.Listen(flowAddr:rfs.Port(id))           // both nodes, for the module's life
 //	r.Mount(rfs.Primary or rfs.Secondary)     // at module start
-//	r.Resync(ctx, peerFlowAddr:port, full)    // secondary: automaton.Resync
+//	r.Resync(ctx, peerFlowAddr:port, opts)    // secondary: automaton.Resync
 //	r.SetRole(...)                            // swap, failover
 //	r.Unmount()                               // module stop
 //	for e := range r.Events() { ... }         // SecondaryLost -> ALONE, ...
 //
 // The secondary connects to the primary: that is where the automaton asks
-// for a resynchronisation (Resync{ID, Full}), and it answers with
-// ResyncDone when Resync returns. Both nodes listen on 5600+(id-1)*4; a
-// connection is served only by the primary.
+// for a resynchronisation (Resync{ID, Full, Since, External}), and it
+// answers with ResyncDone when Resync returns. Both nodes listen on
+// 5600+(id-1)*4; a connection is served only by the primary.
 //
 // # The stream
 //
@@ -78,9 +78,16 @@
 //
 // When a secondary connects, the primary chooses:
 //
-//   - full: first synchronisation of either node, or fullsync asked:
-//     everything is copied (holes stay holes);
-//   - refused with MsgAbnormalDelta: the nodes' synctimestamps differ by
+//   - full: fullsync asked, or first synchronisation of either node
+//     (unless date or external is asked): everything is copied (holes
+//     stay holes);
+//   - date (secondforce -d, the secondary holds a restored backup): files
+//     whose mtime on the primary is at or after the date are copied whole;
+//     other files both nodes have are left as they are, times included;
+//   - external (rfssync external): every file both nodes have is compared
+//     zone by zone (no size or date shortcut) and only differing zones are
+//     copied;
+//   - refused with MsgAbnormalDelta (not for date and external): the nodes' synctimestamps differ by
 //     more than 90 s (fullsync is then needed);
 //   - bitmap: the secondary stopped cleanly at the synchronisation the
 //     bitmaps are relative to, and the primary did not crash: only the

@@ -139,9 +139,14 @@ func newPair(t *testing.T, o pairOpts) *pair {
 
 func (p *pair) resync(full bool) {
 	p.t.Helper()
+	p.resyncWith(ResyncOptions{Full: full})
+}
+
+func (p *pair) resyncWith(o ResyncOptions) {
+	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := p.b.r.Resync(ctx, p.a.r.Addr(), full); err != nil {
+	if err := p.b.r.Resync(ctx, p.a.r.Addr(), o); err != nil {
 		p.t.Fatalf("resync: %v", err)
 	}
 	waitFor(p.t, "the primary to see the secondary in sync", func() bool { return p.a.r.Stats().UpToDate })

@@ -34,6 +34,8 @@ const (
 	modeFull     = "full"     // copy everything
 	modeBitmap   = "bitmap"   // copy the zones the bitmaps name
 	modeChecksum = "checksum" // compare zone checksums of recent or changed files
+	modeDate     = "date"     // copy whole the files modified since a date (secondforce -d)
+	modeExternal = "external" // compare zone checksums of every file (rfssync external)
 	modeVerify   = "verify"   // compare every file, change nothing, report
 )
 
@@ -97,8 +99,16 @@ func (r *Replica) decide(h *hello) welcome {
 	}
 	st := r.st.get()
 	delta := time.Duration(st.LastSync - h.Claim.LastSync).Abs()
+	// A date or an external synchronisation is asked for a copy restored
+	// from a backup: neither node's synchronisation history applies.
 	switch {
-	case h.Claim.Full || h.Claim.Epoch == "" || st.Epoch == "":
+	case h.Claim.Full:
+		w.Mode = modeFull
+	case h.Claim.Since != 0:
+		w.Mode = modeDate
+	case h.Claim.External != "":
+		w.Mode = modeExternal
+	case h.Claim.Epoch == "" || st.Epoch == "":
 		w.Mode = modeFull
 	case delta > maxSyncDelta:
 		w.Err = MsgAbnormalDelta
@@ -137,6 +147,12 @@ func (r *Replica) serveConn(c net.Conn) {
 	r.stats.copied.Store(0)
 	r.stats.total.Store(0)
 	r.logf("reintegre", "I", "Reintegration of the secondary (%s)", w.Mode)
+	switch w.Mode {
+	case modeDate:
+		r.logf("reintegre", "I", "Files modified since %s are copied whole, older files are left as they are on the secondary", time.Unix(0, h.Claim.Since).UTC().Format(time.RFC3339))
+	case modeExternal:
+		r.logf("reintegre", "I", "External synchronization %s: every file is compared zone by zone", h.Claim.External)
+	}
 	r.emit(ReintegrationStarted{Mode: w.Mode})
 	rw := newReint(r, s, w.Mode, h.Claim)
 	err = rw.run()
@@ -156,6 +172,7 @@ type reint struct {
 	mode     string
 	tr       track
 	lastSync int64
+	since    int64 // modeDate: unix ns
 	zone     int64
 
 	jobs   chan job
@@ -191,7 +208,7 @@ type job struct {
 
 func newReint(r *Replica, s *session, mode string, cl claim) *reint {
 	st := r.st.get()
-	return &reint{r: r, s: s, mode: mode, tr: st.Track, lastSync: cl.LastSync, zone: int64(r.cfg.ZoneSize)}
+	return &reint{r: r, s: s, mode: mode, tr: st.Track, lastSync: cl.LastSync, since: cl.Since, zone: int64(r.cfg.ZoneSize)}
 }
 
 func (w *reint) fail(err error) {
@@ -458,7 +475,7 @@ func (w *reint) walkDir(d *rdir, rel, only string, force bool) ([]string, error)
 		case le.isReg():
 			if j, ok := w.fileJob(d, crel, le, re, force); ok {
 				w.queue(j)
-			} else if re.Mtime != le.Mtime && w.mode != modeVerify {
+			} else if re.Mtime != le.Mtime && w.mode != modeVerify && w.mode != modeDate {
 				w.s.send(metaMsg(d, crel, le, vAtime|vMtime), mark{}, false)
 			}
 		}
@@ -511,7 +528,14 @@ func (w *reint) fileJob(d *rdir, crel string, le, re entry, force bool) (job, bo
 	switch {
 	case w.mode == modeFull:
 		j.kind = modeFull
-	case w.mode == modeVerify || force:
+	case w.mode == modeVerify || w.mode == modeExternal || force:
+	case w.mode == modeDate:
+		// Older files are the administrator's (User's Guide §13.7.4.8):
+		// left as they are, times included.
+		if le.Mtime < w.since {
+			return j, false
+		}
+		j.kind = modeFull
 	case w.mode == modeBitmap:
 		f := w.tr.Files[k]
 		switch {
@@ -814,23 +838,49 @@ func (d *rdir) repair(rel string, ino uint64, off, n int64) {
 	s.send(m, mark{kind: markRange, key: d.key(rel), off: 0, n: -1}, false).wait()
 }
 
+// ResyncOptions say what a resynchronisation copies. The zero value lets
+// the primary choose from both nodes' synchronisation state: the zones
+// the bitmaps name, or the differing zones of changed files, or
+// everything the first time. Full wins over Since, Since over External.
+type ResyncOptions struct {
+	// Full copies everything (fullsync, rfssync full).
+	Full bool
+	// Since (secondforce -d) copies whole the files modified on the
+	// primary at or after it; the other files both nodes have are left as
+	// they are. The tree itself (missing and extra entries, owners,
+	// modes) is aligned as in the other modes.
+	Since time.Time
+	// External (rfssync external: the secondary holds a restored backup)
+	// compares every file both nodes have zone by zone, without the
+	// size and date shortcut, and copies the differing zones.
+	External string
+}
+
 // claim is what this node says of its copy when it asks to be
 // resynchronised.
-func (r *Replica) claim(full bool) claim {
+func (r *Replica) claim(o ResyncOptions) claim {
 	st := r.st.get()
 	clean := r.wasClean.Load() && !st.Inconsistent &&
 		(st.Track.Epoch != st.Epoch || (st.Track.empty() && !st.Track.Untrusted))
 	host, _ := os.Hostname()
-	return claim{Epoch: st.Epoch, LastSync: st.LastSync, Clean: clean, Full: full, Zone: int64(r.cfg.ZoneSize), Dirs: len(r.dirs), Node: host}
+	c := claim{Epoch: st.Epoch, LastSync: st.LastSync, Clean: clean, Full: o.Full, Zone: int64(r.cfg.ZoneSize), Dirs: len(r.dirs), Node: host}
+	switch {
+	case o.Full:
+	case !o.Since.IsZero():
+		c.Since = o.Since.UnixNano()
+	default:
+		c.External = o.External
+	}
+	return c
 }
 
-func (r *Replica) connect(ctx context.Context, peer, purpose string, full bool) (*applier, *welcome, error) {
+func (r *Replica) connect(ctx context.Context, peer, purpose string, o ResyncOptions) (*applier, *welcome, error) {
 	dl := net.Dialer{Timeout: 10 * time.Second}
 	c, err := dl.DialContext(ctx, "tcp", peer)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rfs: module %s: connecting to the primary at %s: %w", r.cfg.Module, peer, err)
 	}
-	conn, w, err := clientHandshake(c, &r.cfg, purpose, r.claim(full))
+	conn, w, err := clientHandshake(c, &r.cfg, purpose, r.claim(o))
 	if err != nil {
 		c.Close()
 		return nil, w, err
@@ -848,13 +898,13 @@ func (r *Replica) connect(ctx context.Context, peer, purpose string, full bool) 
 // copy while the application keeps running there. It returns when the
 // end-of-reintegration message is applied: the copy is then up to date,
 // and the stream goes on with the live writes until SetRole, Unmount or a
-// PrimaryLost event. full asks for a full copy (fullsync). Cancelling ctx
-// abandons the reintegration.
-func (r *Replica) Resync(ctx context.Context, peer string, full bool) error {
+// PrimaryLost event. o says what to copy. Cancelling ctx abandons the
+// reintegration.
+func (r *Replica) Resync(ctx context.Context, peer string, o ResyncOptions) error {
 	if r.Role() != Secondary {
 		return fmt.Errorf("rfs: module %s: resynchronisation needs the secondary role (now %v)", r.cfg.Module, r.Role())
 	}
-	a, _, err := r.connect(ctx, peer, "resync", full)
+	a, _, err := r.connect(ctx, peer, "resync", o)
 	if err != nil {
 		if err.Error() == MsgAbnormalDelta {
 			r.logf("reintegre", "E", "%s", MsgAbnormalDelta)
@@ -890,7 +940,7 @@ func (r *Replica) Resync(ctx context.Context, peer string, full bool) error {
 // Run it when nothing writes on the primary: with async="second" a
 // compared zone may lag by what is still being applied.
 func (r *Replica) Verify(ctx context.Context, peer string) ([]string, error) {
-	a, _, err := r.connect(ctx, peer, modeVerify, false)
+	a, _, err := r.connect(ctx, peer, modeVerify, ResyncOptions{})
 	if err != nil {
 		return nil, err
 	}

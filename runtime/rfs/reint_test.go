@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,8 +52,13 @@ func (n *tnode) crash(t *testing.T) {
 // as the primary reports them.
 func (p *pair) resyncMode(full bool) (string, int64) {
 	p.t.Helper()
+	return p.resyncModeWith(ResyncOptions{Full: full})
+}
+
+func (p *pair) resyncModeWith(o ResyncOptions) (string, int64) {
+	p.t.Helper()
 	drain(p.a.r)
-	p.resync(full)
+	p.resyncWith(o)
 	var mode string
 	for {
 		select {
@@ -307,7 +313,8 @@ func TestReintegrationWhileWriting(t *testing.T) {
 }
 
 // TestAbnormalDelta: too far apart synctimestamps refuse an incremental
-// reintegration; fullsync is then the way.
+// reintegration; fullsync is then the way, or an external
+// synchronisation.
 func TestAbnormalDelta(t *testing.T) {
 	p := newPair(t, pairOpts{})
 	writeFile(t, filepath.Join(p.a.dir, "f"), []byte("x"))
@@ -316,7 +323,7 @@ func TestAbnormalDelta(t *testing.T) {
 	p.b.open(t)
 	p.b.r.st.update(func(s *state) { s.LastSync -= int64(5 * time.Minute) })
 	p.b.r.Mount(Secondary)
-	err := p.b.r.Resync(context.Background(), p.a.r.Addr(), false)
+	err := p.b.r.Resync(context.Background(), p.a.r.Addr(), ResyncOptions{})
 	if err == nil || err.Error() != MsgAbnormalDelta {
 		t.Fatalf("resync: %v, want %q", err, MsgAbnormalDelta)
 	}
@@ -325,6 +332,15 @@ func TestAbnormalDelta(t *testing.T) {
 	}
 	if mode, _ := p.resyncMode(true); mode != modeFull {
 		t.Fatalf("fullsync: mode %s", mode)
+	}
+	// An external synchronisation is not refused either: the secondary's
+	// copy is then a restored backup, whatever its history says.
+	p.b.r.Close()
+	p.b.open(t)
+	p.b.r.st.update(func(s *state) { s.LastSync -= int64(5 * time.Minute) })
+	p.b.r.Mount(Secondary)
+	if mode, _ := p.resyncModeWith(ResyncOptions{External: "bk"}); mode != modeExternal {
+		t.Fatalf("external synchronisation: mode %s", mode)
 	}
 }
 
@@ -353,5 +369,134 @@ func TestVerifyFindsACorruptedByte(t *testing.T) {
 	p.settle()
 	if b, _ := os.ReadFile(filepath.Join(p.b.backing(), "after")); string(b) != "after" {
 		t.Fatal("replication stopped after a verification")
+	}
+}
+
+// TestDateReintegration (secondforce -d): on a pair never synchronised,
+// whose secondary holds an older copy, only the files modified on the
+// primary since the date are copied, whole; older files are left as they
+// are, even when they differ; the tree is aligned (a missing file
+// created, an extra one removed).
+func TestDateReintegration(t *testing.T) {
+	p := newPair(t, pairOpts{zone: 1 << 20})
+	since := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	before := since.Add(-24 * time.Hour)
+	a, b := p.a.dir, p.b.backing()
+	newer := randBytes(3<<20 + 5)
+	writeFile(t, filepath.Join(a, "old"), []byte("the primary's old file"))
+	os.Chtimes(filepath.Join(a, "old"), before, before)
+	writeFile(t, filepath.Join(a, "new"), newer)
+	os.Mkdir(filepath.Join(a, "d"), 0o755)
+	writeFile(t, filepath.Join(a, "d/missing"), []byte("missing"))
+	// The secondary's copy: the old file differs (the administrator says
+	// it does not matter), the new one is stale, one file is extra.
+	writeFile(t, filepath.Join(b, "old"), []byte("the secondary's own old file"))
+	secOld := before.Add(-time.Hour)
+	os.Chtimes(filepath.Join(b, "old"), secOld, secOld)
+	writeFile(t, filepath.Join(b, "new"), []byte("stale"))
+	writeFile(t, filepath.Join(b, "extra"), []byte("extra"))
+
+	mode, copied := p.resyncModeWith(ResyncOptions{Since: since})
+	if mode != modeDate || copied != int64(len(newer))+int64(len("missing")) {
+		t.Fatalf("mode %s copied %d, want date and %d (new and d/missing)", mode, copied, len(newer)+len("missing"))
+	}
+	if !p.a.logged("Reintegration of the secondary (date)") {
+		t.Error("the primary did not log the date mode")
+	}
+	if got, _ := os.ReadFile(filepath.Join(b, "old")); string(got) != "the secondary's own old file" {
+		t.Errorf("old file on the secondary: %q, want it left as it was", got)
+	}
+	if fi, err := os.Stat(filepath.Join(b, "old")); err != nil || !fi.ModTime().Equal(secOld) {
+		t.Errorf("old file on the secondary: mtime changed (%v, want %v)", fi.ModTime(), secOld)
+	}
+	if _, err := os.Stat(filepath.Join(b, "extra")); !os.IsNotExist(err) {
+		t.Errorf("extra file still on the secondary (%v)", err)
+	}
+	for _, f := range []string{"new", "d/missing", "d"} {
+		if diffs := entryDiff(f, filepath.Join(p.a.backing(), f), filepath.Join(b, f)); len(diffs) > 0 {
+			t.Errorf("%s not copied: %v", f, diffs)
+		}
+	}
+	// What was left is the administrator's: rfsverify says so.
+	rep, err := p.b.r.Verify(context.Background(), p.a.r.Addr())
+	if err != nil || len(rep) != 1 || !strings.Contains(rep[0], "old: content differs") {
+		t.Fatalf("verify after a synchronisation by date: %q %v, want old only", rep, err)
+	}
+}
+
+// TestExternalReintegration (rfssync external): on a pair never
+// synchronised, whose secondary holds a restored copy of the primary's
+// files with one changed zone, every file is compared zone by zone (same
+// size and date included) and only that zone is copied.
+func TestExternalReintegration(t *testing.T) {
+	const size, zone = 32 << 20, 1 << 20
+	p := newPair(t, pairOpts{zone: zone})
+	bigFile(t, filepath.Join(p.a.dir, "disk.img"), size)
+	writeFile(t, filepath.Join(p.a.dir, "same"), randBytes(3<<20))
+	// The backup, restored on the secondary with its dates.
+	for _, f := range []string{"disk.img", "same"} {
+		data, err := os.ReadFile(filepath.Join(p.a.backing(), f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(p.b.backing(), f), data)
+	}
+	// One zone changed on the primary after the backup, size and date
+	// kept, so that only a comparison of the contents finds it.
+	img := filepath.Join(p.a.dir, "disk.img")
+	writeAt(t, img, randBytes(100), 5*zone+17)
+	for _, f := range []string{"disk.img", "same"} {
+		fi, err := os.Stat(filepath.Join(p.a.backing(), f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(filepath.Join(p.b.backing(), f), fi.ModTime(), fi.ModTime())
+	}
+
+	mode, copied := p.resyncModeWith(ResyncOptions{External: "backup-1"})
+	if mode != modeExternal || copied != zone {
+		t.Fatalf("mode %s copied %d, want external and one zone (%d)", mode, copied, zone)
+	}
+	if !p.a.logged("Reintegration of the secondary (external)") {
+		t.Error("the primary did not log the external mode")
+	}
+	compareTrees(t, p.a.backing(), p.b.backing())
+	// The pair is now synchronised: a clean restart of the secondary is a
+	// bitmap reintegration.
+	p.b.restart(t, Secondary)
+	if mode, _ := p.resyncMode(false); mode != modeBitmap {
+		t.Fatalf("after the external synchronisation: mode %s, want bitmap", mode)
+	}
+}
+
+// TestFileJobDateAndExternal: what the date and external modes copy of a
+// file both nodes have, from its size and times on each node, against
+// the checksum mode's shortcut (same size and date, older than the last
+// synchronisation: skipped).
+func TestFileJobDateAndExternal(t *testing.T) {
+	now := time.Now().UnixNano()
+	since := now - int64(48*time.Hour)
+	old := now - int64(72*time.Hour)
+	reg := func(size, mtime int64) entry {
+		return entry{Name: "f", Mode: syscall.S_IFREG | 0o644, Size: size, Mtime: mtime, Ctime: mtime}
+	}
+	for _, tc := range []struct {
+		mode     string
+		le, re   entry
+		copy     bool
+		wantKind string
+	}{
+		{modeChecksum, reg(10, old), reg(10, old), false, ""},
+		{modeExternal, reg(10, old), reg(10, old), true, modeChecksum},
+		{modeExternal, reg(10, old), reg(20, now), true, modeChecksum},
+		{modeDate, reg(10, old), reg(20, now), false, ""},
+		{modeDate, reg(10, since), reg(10, since), true, modeFull},
+		{modeDate, reg(10, now), reg(10, now), true, modeFull},
+	} {
+		w := &reint{mode: tc.mode, lastSync: now, since: since}
+		j, ok := w.fileJob(&rdir{}, "f", tc.le, tc.re, false)
+		if ok != tc.copy || (ok && j.kind != tc.wantKind) {
+			t.Errorf("%s, primary %+v, secondary %+v: copy %v kind %q, want %v %q", tc.mode, tc.le, tc.re, ok, j.kind, tc.copy, tc.wantKind)
+		}
 	}
 }

@@ -195,7 +195,7 @@ func TestSecondaryLostWritersContinue(t *testing.T) {
 	px := newProxy(t, p.a.r.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := p.b.r.Resync(ctx, px.addr(), false); err != nil {
+	if err := p.b.r.Resync(ctx, px.addr(), ResyncOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Create(filepath.Join(p.a.dir, "f"))
@@ -247,7 +247,7 @@ func TestSecondaryKilledIsDroppedAtOnce(t *testing.T) {
 	px := newProxy(t, p.a.r.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := p.b.r.Resync(ctx, px.addr(), false); err != nil {
+	if err := p.b.r.Resync(ctx, px.addr(), ResyncOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
@@ -287,7 +287,7 @@ func TestAuthentication(t *testing.T) {
 
 	q := newPair(t, pairOpts{})
 	q.b.r.cfg.Key = []byte("another key")
-	err := q.b.r.Resync(context.Background(), q.a.r.Addr(), false)
+	err := q.b.r.Resync(context.Background(), q.a.r.Addr(), ResyncOptions{})
 	if err == nil || !strings.Contains(err.Error(), "cluster key") {
 		t.Fatalf("resync with another key: %v", err)
 	}

@@ -89,11 +89,15 @@ func runControl(e *Env, a *args) int {
 	if by == "" || e.By != "" {
 		by = e.caller()
 	}
-	done := e.logCommand(name, a.raw)
+	return e.sendCommand(name, a.raw, module.CommandRequest{Action: action, Arg: arg, Identity: a.get("-i"), By: by})
+}
+
+// sendCommand sends a command to module name, recording the command line
+// raw in the command log.
+func (e *Env) sendCommand(name string, raw []string, req module.CommandRequest) int {
+	done := e.logCommand(name, raw)
 	var snap module.Snapshot
-	err = e.daemon().do(context.Background(), http.MethodPost, "/v1/modules/"+name+"/command",
-		module.CommandRequest{Action: action, Arg: arg, Identity: a.get("-i"), By: by}, &snap)
-	if err != nil {
+	if err := e.daemon().do(context.Background(), http.MethodPost, "/v1/modules/"+name+"/command", req, &snap); err != nil {
 		done(ExitFailure)
 		return e.fail(err)
 	}

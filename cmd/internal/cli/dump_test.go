@@ -39,9 +39,9 @@ func dumpNode(t *testing.T) (layout.Roots, func()) {
 		filepath.Join(mod.UserVar(), "userlog_2026-11-25T100000_start_both.ulog"): "started\n",
 		filepath.Join(mod.UserVar(), "state.json"):                                `{"state":"UP"}`,
 		r.ClusterXML(): `<cluster><lans><lan name="default"><node name="node1" addr="192.0.2.1"/><node name="node2" addr="192.0.2.2"/></lan></lans></cluster>`,
-		filepath.Join(r.ClusterDir(), "cluster.key"):       dumpSecret+"-key",
+		filepath.Join(r.ClusterDir(), "cluster.key"):       dumpSecret + "-key",
 		filepath.Join(r.SAFE, "web", "conf", "httpd.conf"): "Define httpport 9010\n",
-		filepath.Join(r.SAFE, "web", "conf", "user.conf"):  "admin:$2y$10$"+dumpSecret+"-hash\n",
+		filepath.Join(r.SAFE, "web", "conf", "user.conf"):  "admin:$2y$10$" + dumpSecret + "-hash\n",
 	}
 	for p, content := range files {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 
 	"github.com/safekit-oss/safekit/runtime/module"
@@ -23,15 +22,6 @@ func init() {
 		help:  "on the primary: what the resynchronisation of the secondary would copy",
 		flags: map[string]bool{"-m": true},
 		run:   runRFSDiff,
-	})
-	register(&command{
-		name:  "secondforce",
-		usage: "secondforce -d <date> -m AM",
-		help:  "not supported: use safekit second fullsync -m AM",
-		flags: map[string]bool{"-m": true, "-d": true},
-		run: func(e *Env, a *args) int {
-			return e.fail(fmt.Errorf("secondforce is not supported by this version: a secondary copies what changed by itself (bitmaps, or checksums after a crash); to copy everything run safekit second fullsync -m AM"))
-		},
 	})
 }
 

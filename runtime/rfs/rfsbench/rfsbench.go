@@ -98,7 +98,7 @@ func Measure(ctx context.Context, o Options) (res Result, err error) {
 	if err := reps[1].Mount(rfs.Secondary); err != nil {
 		return res, err
 	}
-	if err := reps[1].Resync(ctx, reps[0].Addr(), false); err != nil {
+	if err := reps[1].Resync(ctx, reps[0].Addr(), rfs.ResyncOptions{}); err != nil {
 		return res, err
 	}
 	os.MkdirAll(raw, 0o755)
