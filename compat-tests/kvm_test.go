@@ -73,6 +73,7 @@ func TestKVM(t *testing.T) {
 			testKVMWalkthrough(t, file)
 		}},
 		{"ManyVMs", testKVMManyVMs},
+		{"Advice", testKVMAdvice},
 	}
 	var wg sync.WaitGroup
 	for _, s := range scenarios {
@@ -398,6 +399,13 @@ func testKVMWalkthrough(t *testing.T, file string) {
 	}
 	installModule(t, c, am, file, kvmConf(t, vm.Name, kvmPulse, kvmTimeout))
 	wantScriptsAsShipped(t, c, am, file)
+	// The domain as the article asks (cache='none', no autostart, its
+	// image in the replicated directory) gets no advice on either node.
+	for _, n := range c.Nodes {
+		if out, errs, code := sk(t, n, "confcheck", "-m", am); code != 0 || strings.Contains(out+errs, "domain "+vm.Name) {
+			t.Fatalf("%s: safekit confcheck -m %s exited %d with advice about %s:\n%s%s", n.Name, am, code, vm.Name, out, errs)
+		}
+	}
 	for _, n := range c.Nodes {
 		if got := state(t, n, am); got != "STOP NotReady" {
 			t.Fatalf("%s: %s is %q after its configuration, want STOP NotReady", n.Name, am, got)
@@ -730,5 +738,51 @@ func testKVMManyVMs(t *testing.T) {
 		notLogged(t, n2, am, t2, "Script start_prim")
 		noEvents(t, w, am, n2.Name, t2)
 		wantRunsOn(t, w, am, n2.Name)
+	}
+}
+
+// testKVMAdvice: the configuration advice of a kvm module reads its
+// domain from the node's libvirt. A domain with a writeback cache,
+// autostart on and its image outside the replicated directory gets the
+// three warnings from safekit confcheck, each naming its fix; safekit
+// config applies the module anyway (they are warnings).
+func testKVMAdvice(t *testing.T) {
+	const am = "advice1"
+	c, _, kit := kvmPair(t, am)
+	n1 := c.Node("node1")
+	d := kit.Counter(am)
+	d.Disk.Cache, d.Disk.IO = "writeback", "threads"
+	d.Disk.Path = filepath.Join(kvmtest.ImagesDir, "elsewhere", am+".img")
+	if err := d.Define(n1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kvmtest.Virsh(n1, "autostart", am); err != nil {
+		t.Fatal(err)
+	}
+	freshImageDir(t, n1, filepath.Join(kvmtest.ImagesDir, am))
+	must(t, n1, "module", "install", "-m", am, filepath.Join(testenv.CorpusDir(t), "modules", "linux", "kvm.safe"))
+	conf := n1.HostPath(filepath.Join(testcluster.NodeSAFE, "modules", am, "conf", "userconfig.xml"))
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte(kvmConf(t, am, kvmPulse, kvmTimeout)(string(b))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := sk(t, n1, "confcheck", "-m", am)
+	if code != 0 {
+		t.Fatalf("safekit confcheck -m %s exited %d: warnings must not fail it:\n%s%s", am, code, out, errs)
+	}
+	for _, want := range []string{
+		"uses cache='writeback': set <driver cache='none'/>",
+		"virsh autostart --disable " + am,
+		d.Disk.Path,
+	} {
+		if !strings.Contains(out+errs, want) {
+			t.Errorf("safekit confcheck -m %s says nothing with %q:\n%s%s", am, want, out, errs)
+		}
+	}
+	if out, errs, code := sk(t, n1, "config", "-m", am); code != 0 || !strings.Contains(out+errs, "cache='writeback'") {
+		t.Errorf("safekit config -m %s exited %d and does not repeat the advice:\n%s%s", am, code, out, errs)
 	}
 }
