@@ -52,6 +52,7 @@ func TestCluster(t *testing.T) {
 		{"BothStart", testBothStart},
 		{"TwoLans", testTwoLans},
 		{"Witness", testWitness},
+		{"Checkers", testCheckers},
 		{"Farm", testFarm},
 		{"K3sSequence", testK3sSequence},
 		{"Security", testSecurity},

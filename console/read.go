@@ -196,10 +196,15 @@ func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// CheckState is the state of a module as a <module> checker polls it.
+// CheckState is the state of a module as a <module> checker polls it
+// (runtime/checkers.ModuleState reads it).
 type CheckState struct {
 	State string `json:"state"`
 	Ready string `json:"ready"`
+	// Started is when the module's application last started (after
+	// start_prim in a mirror, start_both otherwise): a checker that sees
+	// it change knows the module restarted, even between two polls.
+	Started time.Time `json:"started,omitzero"`
 }
 
 // handleCheckState answers the state of an installed module, STOP
@@ -212,7 +217,7 @@ func (s *Server) handleCheckState(w http.ResponseWriter, r *http.Request) {
 	st := CheckState{State: "STOP", Ready: "NotReady"}
 	var snap module.Snapshot
 	if err := s.localGet(r.Context(), "/v1/modules/"+mod.Name+"/state", &snap); err == nil {
-		st = CheckState{State: string(snap.State), Ready: string(snap.Ready)}
+		st = CheckState{State: string(snap.State), Ready: string(snap.Ready), Started: snap.Started}
 	}
 	writeJSON(w, http.StatusOK, st)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/safekit-oss/safekit/runtime/checkers"
 	"github.com/safekit-oss/safekit/runtime/modlog"
 	"github.com/safekit-oss/safekit/safe/archive"
 )
@@ -142,11 +143,22 @@ func TestReads(t *testing.T) {
 		t.Errorf("confinfo (bin/start_prim is not in the active configuration): %+v", ci)
 	}
 
-	// The probes.
+	// The probes. checkstate gives the start of the application, by which
+	// the module checkers of other modules see a restart.
+	started := time.Date(2026, 11, 25, 21, 39, 46, 718803000, time.UTC)
+	m.mu.Lock()
+	m.snap.Started = started
+	m.mu.Unlock()
 	var st CheckState
 	n.anonymous().json(http.MethodGet, "/api/v1.0/modules/m1/checkstate", nil, http.StatusOK, &st)
-	if st != (CheckState{"ALONE", "Ready"}) {
-		t.Errorf("checkstate: %+v", st)
+	if st.State != "ALONE" || st.Ready != "Ready" || !st.Started.Equal(started) {
+		t.Errorf("checkstate: %+v, want ALONE Ready started at %s", st, started)
+	}
+	// What the <module> checkers read of it.
+	var ms checkers.ModuleState
+	n.anonymous().json(http.MethodGet, "/api/v1.0/modules/m1/checkstate", nil, http.StatusOK, &ms)
+	if !ms.Serving() || !ms.Started.Equal(started) {
+		t.Errorf("checkstate read by a module checker: %+v", ms)
 	}
 	n.anonymous().json(http.MethodGet, "/api/v1.0/modules/nope/checkstate", nil, http.StatusNotFound, nil)
 	if code, body := n.anonymous().do(http.MethodGet, "/var/modules/m1/ready.txt", nil); code != http.StatusOK || string(body) != "OK\n" {

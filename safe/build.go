@@ -569,9 +569,10 @@ func (c *checker) buildChecker(e *etree.Element, spec *elemSpec) {
 		ch.Intf = append(ch.Intf, IntfCheck{Ident: ident, When: when, LocalAddr: la})
 	case "ip":
 		if when == "" {
-			when = "prim"
-			if c.cfg.Service.Mode == ModeFarm {
-				when = "both"
+			// A farm or light module has no prim window.
+			when = "both"
+			if c.cfg.Service.Mode == ModeMirror {
+				when = "prim"
 			}
 		}
 		ch.IP = append(ch.IP, IPCheck{Ident: ident, When: when, To: target()})
@@ -590,6 +591,11 @@ func (c *checker) buildChecker(e *etree.Element, spec *elemSpec) {
 			t := target()
 			m.To = &t
 		}
+		key := "module." + m.ResourceIdent()
+		if f, dup := c.resources[key]; dup {
+			c.errorf(e, "<module name=%q> and the one at line %d would both set the resource %s: remove one, or give each its own ident", m.Name, c.pos[f].Line, key)
+		}
+		c.resources[key] = e
 		ch.Module = append(ch.Module, m)
 	case "splitbrain":
 		ch.Splitbrain = &SplitbrainCheck{Ident: ident, Witnesses: strings.Fields(a.str("arg")), When: when}

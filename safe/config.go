@@ -347,11 +347,30 @@ func (c CustomCheck) Resource() string { return "custom." + c.Ident }
 // Rule is the name of the generated failover rule.
 func (c CustomCheck) Rule() string { return "c_" + c.Ident }
 
-// ModuleCheck is <module>.
+// ModuleCheck is <module>: a dependency on module Name.
 type ModuleCheck struct {
-	Ident string  `json:"ident,omitempty"`
-	Name  string  `json:"name"`
-	To    *Target `json:"to,omitempty"`
+	Ident string `json:"ident,omitempty"`
+	Name  string `json:"name"`
+	// To is the web service that tells Name's state; nil: this node's,
+	// at LocalModuleAddr.
+	To *Target `json:"to,omitempty"`
+}
+
+// LocalModuleAddr is where a <module> without <to> looks for the module
+// (User's Guide §15.9.2).
+const LocalModuleAddr = "127.0.0.1"
+
+// ResourceIdent is the id of the checker's resource module.<id>: its
+// ident, else <name>_<addr> (module.mysql_172.24.190.21).
+func (c ModuleCheck) ResourceIdent() string {
+	if c.Ident != "" {
+		return c.Ident
+	}
+	addr := LocalModuleAddr
+	if c.To != nil {
+		addr = c.To.Addr
+	}
+	return c.Name + "_" + addr
 }
 
 // SplitbrainCheck is <splitbrain>.

@@ -280,7 +280,7 @@ var (
 
 	checkSpec = &elemSpec{tag: "check", doc: "checkers",
 		children: []*elemSpec{
-			{tag: "tcp", many: true, notEnforced: "tcp checkers are not run by this version",
+			{tag: "tcp", many: true, doc: "TCP checker (tcpcheck): every `interval` it connects to `addr`:`port`, within `timeout`; its resource tcp.<ident> is up when the connection succeeds, down otherwise, and down runs `action` (rule t_<ident>)",
 				attrs: []attrSpec{
 					{name: "ident", kind: kString, required: true},
 					{name: "when", kind: kEnum, enum: checkerWhen, required: true},
@@ -291,7 +291,7 @@ var (
 					attrSpec{name: "port", kind: kPort, required: true},
 					timeAttr("interval", sec, "10s", ""),
 					timeAttr("timeout", sec, "5s", ""))}},
-			{tag: "ping", many: true, notEnforced: "ping checkers are not run by this version",
+			{tag: "ping", many: true, doc: "ping checker (pingcheck): every `interval` it pings `addr` once and waits `timeout` for the answer; its resource ping.<ident> is up when it answers, down otherwise, and down runs `action` (rule p_<ident>)",
 				attrs: []attrSpec{
 					{name: "ident", kind: kString, required: true},
 					enumAttr("when", "pre", checkerWhen, ""),
@@ -301,25 +301,25 @@ var (
 					attrSpec{name: "addr", kind: kAddr, required: true},
 					timeAttr("interval", sec, "10s", ""),
 					timeAttr("timeout", sec, "5s", ""))}},
-			{tag: "intf", many: true, notEnforced: "interface checkers are not run by this version",
+			{tag: "intf", many: true, doc: "interface checker (intfcheck): every 10 s it tests that `local_addr` is configured on an interface that is up and has its link (carrier); its resource intf.<ident> is down otherwise, which holds the module in WAIT until it is up again (rule interface_failure)",
 				attrs: []attrSpec{
 					{name: "ident", kind: kString, required: true},
 					enumAttr("when", "pre", checkerWhen, ""),
 				},
 				children: []*elemSpec{toSpec(attrSpec{name: "local_addr", kind: kAddr, required: true})}},
-			{tag: "ip", many: true, notEnforced: "ip checkers are not run by this version",
+			{tag: "ip", many: true, doc: "IP checker (ipcheck): every `interval` it tests that `addr` is configured on an interface of this node; its resource ip.<ident> is down otherwise, which stops and starts the module (rule ip_failure)",
 				attrs: []attrSpec{
 					{name: "ident", kind: kString, required: true},
-					enumAttr("when", "", []string{"prim", "both"}, ""),
+					enumAttr("when", "", []string{"prim", "both"}, "default: prim in a mirror, both otherwise"),
 				},
 				children: []*elemSpec{toSpec(
 					attrSpec{name: "addr", kind: kAddr, required: true},
 					timeAttr("interval", sec, "10s", ""))}},
 			customSpec,
-			{tag: "module", many: true, notEnforced: "module checkers are not run by this version",
+			{tag: "module", many: true, doc: "module checker (modulecheck): from the start of this module, every `interval` it asks the web service of `<to>` (default: this node) for the state of module `name`; its resource module.<ident>, or module.<name>_<addr> without ident, is up while that module is PRIM, ALONE or UP and Ready, down otherwise, which holds this module in WAIT (rule module_failure); when that module starts again (a restart, a stopstart, a failover), this one, if it runs, stops and starts again",
 				attrs: []attrSpec{
-					{name: "ident", kind: kString},
-					{name: "name", kind: kString, required: true},
+					{name: "ident", kind: kString, doc: "id of the resource module.<ident>; default: <name>_<addr>"},
+					{name: "name", kind: kString, required: true, doc: "the module this one depends on"},
 				},
 				children: []*elemSpec{toSpec(
 					attrSpec{name: "addr", kind: kAddr, required: true},

@@ -96,6 +96,9 @@ type Module struct {
 	replBroken bool
 	// degraded: file replication broke on this primary.
 	degraded bool
+	// appStarted is when the application last started in the role that
+	// serves it (PRIM or ALONE in a mirror, UP otherwise): see AppStarted.
+	appStarted time.Time
 
 	now time.Time
 	out []Action
@@ -168,6 +171,8 @@ func (m *Module) Step(now time.Time, ev Event) ([]Action, error) {
 		m.replicationLost(e.Reason, e.Incomplete)
 	case ReplicationDegraded:
 		m.replicationDegraded(e.Reason)
+	case ModuleRestarted:
+		m.moduleRestarted(e.Resource)
 	}
 	m.run()
 	return m.out, err
@@ -364,8 +369,18 @@ func (m *Module) forcedStopSteps(action string) []step {
 
 func (m *Module) openWindow(w string) {
 	m.windows[w] = true
+	if (m.cfg.Mode == Mirror && w == "prim") || (m.cfg.Mode != Mirror && w == "both") {
+		m.appStarted = m.now
+	}
 	m.syncCheckers()
 }
+
+// AppStarted is when the application last started in the role that serves
+// it: after start_prim in a mirror (a start, a restart, a failover, a
+// swap), after start_both in a farm or light module; zero before. The
+// <module> checkers of other modules see a new value as a restart of this
+// module, which a poll of its state alone could miss.
+func (m *Module) AppStarted() time.Time { return m.appStarted }
 
 func (m *Module) closeWindow(w string) {
 	delete(m.windows, w)

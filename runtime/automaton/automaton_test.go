@@ -32,6 +32,8 @@ import (
 //	resync ok|fail [err=msg]               end of a resynchronisation
 //	witness reachable|unreachable          answer of the split-brain witness
 //	replication lost|degraded <reason> [incomplete]  file replication dropped the secondary / broke here
+//	restarted <resource>                   a module checker saw the module it watches start again
+//	started                                when the application last started (AppStarted), from the first event
 //	status                                 what the heartbeats send
 //	state | resources | persisted
 //
@@ -152,6 +154,13 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 		return h.step(ReplicationLost{Reason: reason, Incomplete: d.HasArg("incomplete")})
 	case "witness":
 		return h.step(WitnessResult{Reachable: d.CmdArgs[0].Key == "reachable"})
+	case "restarted":
+		return h.step(ModuleRestarted{Resource: d.CmdArgs[0].Key})
+	case "started":
+		if at := h.m.AppStarted(); !at.IsZero() {
+			return fmt.Sprintf("at +%s\n", at.Sub(harnessEpoch))
+		}
+		return "never\n"
 	case "status":
 		st := h.m.Status()
 		sync := ""
@@ -190,8 +199,11 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 	return ""
 }
 
+// harnessEpoch is the time of the first event of every scenario.
+var harnessEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func (h *harness) newModule(t *testing.T, d *datadriven.TestData) {
-	h.now = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h.now = harnessEpoch
 	h.timers = map[string]time.Time{}
 	h.running = nil
 	cfg := Config{Module: "AM", Mode: Mirror, HasUser: true, Scripts: map[string]bool{},

@@ -645,6 +645,18 @@ func (m *Module) tick() {
 	}
 }
 
+// moduleRestarted: the module that a <module> checker watches started
+// again. This module, if it runs, stops and starts again; one that waits
+// (for that module, say) or stops has no application to restart.
+func (m *Module) moduleRestarted(resource string) {
+	if !m.p.Checker || !m.checkersOn[resource] || m.state == Stop || m.state == Wait || m.stopping {
+		return
+	}
+	if err := m.command(Command{Action: "stopstart", Identity: "modulecheck", By: "modulecheck"}); err != nil {
+		m.logf("heart", "E", "Action stopstart called by modulecheck not applied: %v", err)
+	}
+}
+
 // pendingWaitRule returns the rule of a checker with action wait whose
 // window is open and whose resource is init (init=true) or down.
 func (m *Module) pendingWaitRule(init bool) string {

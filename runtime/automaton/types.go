@@ -86,22 +86,37 @@ type Config struct {
 }
 
 // Checker is a checker the automaton starts and stops with the module and
-// whose resource drives a generated rule.
+// whose resource drives a failover rule.
 type Checker struct {
-	// Class and Ident name the resource <Class>.<Ident> (custom.vm1_check).
+	// Class and Ident name the resource <Class>.<Ident> (custom.vm1_check):
+	// Class is tcp, ping, intf, ip, custom or module.
 	Class, Ident string
 	// When: pre, prim, second or both: the window it runs in.
 	When string
 	// Action when the resource is down: restart, stopstart, stop, wait or
-	// noaction.
+	// noaction. The classes intf, ip and module have a fixed one (wait,
+	// stopstart, wait).
 	Action string
 }
 
 // Resource is the name of the checker's resource.
 func (c Checker) Resource() string { return c.Class + "." + c.Ident }
 
-// Rule is the name of the generated rule (c_<ident> for custom).
-func (c Checker) Rule() string { return c.Class[:1] + "_" + c.Ident }
+// Rule is the name of the checker's failover rule (User's Guide
+// §13.11.3.2): the predefined interface_failure, ip_failure and
+// module_failure shared by every checker of those classes, or the rule
+// generated for one tcp, ping or custom checker: t_, p_ or c_ and its ident.
+func (c Checker) Rule() string {
+	switch c.Class {
+	case "intf":
+		return "interface_failure"
+	case "ip":
+		return "ip_failure"
+	case "module":
+		return "module_failure"
+	}
+	return c.Class[:1] + "_" + c.Ident
+}
 
 // Persisted is what the automaton keeps across restarts of the module
 // process and of the node.
@@ -336,6 +351,13 @@ type ReplicationLost struct {
 // this node (SafeKit's "degraded"): the module stays primary, ALONE.
 type ReplicationDegraded struct{ Reason string }
 
+// ModuleRestarted reports that the module a <module> checker watches
+// (resource Resource) started again since the checker last saw it Ready: a
+// restart, a stopstart or a failover. A module that runs stops and starts
+// again, on top of the new instance ("Action stopstart called by
+// modulecheck", User's Guide §13.17).
+type ModuleRestarted struct{ Resource string }
+
 // TimerExpired reports the end of a SetTimer.
 type TimerExpired struct{ Name string }
 
@@ -355,6 +377,7 @@ func (ResyncDone) event()          {}
 func (WitnessResult) event()       {}
 func (ReplicationLost) event()     {}
 func (ReplicationDegraded) event() {}
+func (ModuleRestarted) event()     {}
 func (Tick) event()                {}
 
 // Action is an output of the automaton, executed by the driver.

@@ -27,6 +27,8 @@ import (
 type input struct {
 	ev    automaton.Event
 	reply chan error
+	// from is the built-in checker run that sent it, if any.
+	from *checkerRun
 }
 
 // Driver executes the automaton of one module.
@@ -45,6 +47,8 @@ type Driver struct {
 	timers   map[string]*time.Timer
 	scripts  map[int]context.CancelFunc
 	checkers map[string]*checkerRun
+	// builtins are the built-in checkers, by resource.
+	builtins map[string]builtin
 
 	// snap is what readers see, updated after every step; status is what
 	// the heartbeats send.
@@ -73,6 +77,10 @@ type Snapshot struct {
 	// heartbeats describe it (console and safekit state show both).
 	Node   string  `json:"node,omitempty"`
 	Remote *Remote `json:"remote,omitempty"`
+	// Started is when the application last started in the role that
+	// serves it (zero: not since the module process started); a <module>
+	// checker that sees it change knows the module restarted.
+	Started time.Time `json:"started,omitzero"`
 	// Seq increases at every change.
 	Seq uint64 `json:"seq"`
 }
@@ -84,10 +92,17 @@ type Remote struct {
 	Ready string `json:"ready"` // Unknown then
 }
 
+// checkerRun is a checker that runs: a custom checker's process and the
+// channel closed to stop its supervisor, or a built-in checker's loop,
+// which cancel ends and which closes done when it has.
 type checkerRun struct {
 	c    automaton.Checker
 	proc *scripts.Proc
 	stop chan struct{}
+
+	origin string
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // NewDriver builds the driver of module m with its active configuration.
@@ -97,7 +112,10 @@ func NewDriver(m layout.Module, cfg *safe.Config, node, peer string, p automaton
 		mod: m, cfg: cfg, acfg: acfg, am: automaton.New(acfg, p), store: store, log: log,
 		pg: newPGTracker(filepath.Join(m.UserVar(), "pgids")), shAsBash: shAsBash,
 		events: make(chan input, 64), timers: map[string]*time.Timer{}, scripts: map[int]context.CancelFunc{},
-		checkers: map[string]*checkerRun{}, subs: map[chan Snapshot]bool{},
+		checkers: map[string]*checkerRun{}, builtins: map[string]builtin{}, subs: map[chan Snapshot]bool{},
+	}
+	for _, b := range builtinCheckers(m, cfg) {
+		d.builtins[b.c.Resource()] = b
 	}
 	d.updateSnapshot()
 	return d
@@ -136,6 +154,9 @@ func AutomatonConfig(m layout.Module, cfg *safe.Config, node, peer string) autom
 		if st, err := e.Info(); err == nil && st.Mode().IsRegular() {
 			ac.Scripts[e.Name()] = true
 		}
+	}
+	for _, b := range builtinCheckers(m, cfg) {
+		ac.Checkers = append(ac.Checkers, b.c)
 	}
 	for _, c := range cfg.Check.Custom {
 		ac.Checkers = append(ac.Checkers, automaton.Checker{Class: "custom", Ident: c.Ident, When: c.When, Action: c.Action})
@@ -182,7 +203,7 @@ func (d *Driver) updateSnapshot() {
 	}
 	defer d.mu.Unlock()
 	d.snap = Snapshot{Module: d.mod.Name, Mode: string(d.cfg.Service.Mode), State: s, Ready: r, Busy: d.am.Busy(),
-		Resources: d.am.Resources(), Persisted: d.am.Persisted(), Node: d.acfg.Node, Seq: d.snap.Seq + 1}
+		Resources: d.am.Resources(), Persisted: d.am.Persisted(), Node: d.acfg.Node, Started: d.am.AppStarted(), Seq: d.snap.Seq + 1}
 	if d.cfg.Service.Mode == safe.ModeMirror {
 		alive, ps, name := d.am.Remote()
 		d.snap.Remote = &Remote{Node: name, State: "UNKNOWN", Ready: "Unknown"}
@@ -251,6 +272,9 @@ func (d *Driver) Run(ctx context.Context) {
 	for {
 		select {
 		case in := <-d.events:
+			if d.stale(in) {
+				continue
+			}
 			d.step(in.ev, in.reply)
 		case <-tick.C:
 			d.step(automaton.Tick{}, nil)
@@ -386,6 +410,10 @@ func (d *Driver) startChecker(c automaton.Checker) {
 	if _, ok := d.checkers[c.Resource()]; ok {
 		return
 	}
+	if b, ok := d.builtins[c.Resource()]; ok {
+		d.startBuiltin(c, b)
+		return
+	}
 	var cc *safe.CustomCheck
 	for i := range d.cfg.Check.Custom {
 		if d.cfg.Check.Custom[i].Ident == c.Ident {
@@ -449,6 +477,12 @@ func (d *Driver) stopChecker(c automaton.Checker) {
 		return
 	}
 	delete(d.checkers, c.Resource())
+	if run.cancel != nil {
+		run.cancel()
+		<-run.done
+		d.Logf(run.origin, "I", "Checker %s stopped", c.Resource())
+		return
+	}
 	close(run.stop)
 	d.mu.Lock()
 	proc := run.proc

@@ -1,12 +1,14 @@
 package module
 
 import (
+	"context"
 	"fmt"
-	"os/exec"
 	"sync"
+	"time"
 
 	"github.com/safekit-oss/safekit/modules"
 	"github.com/safekit-oss/safekit/runtime/automaton"
+	"github.com/safekit-oss/safekit/runtime/checkers"
 	"github.com/safekit-oss/safekit/runtime/heart"
 	"github.com/safekit-oss/safekit/safe"
 )
@@ -163,7 +165,7 @@ func (d *Driver) checkWitness() {
 	go func() {
 		ok := false
 		for _, w := range sb.Witnesses {
-			if exec.Command("ping", "-c", "1", "-W", "1", w).Run() == nil {
+			if checkers.Reach(context.Background(), w, time.Second) == nil {
 				ok = true
 				break
 			}

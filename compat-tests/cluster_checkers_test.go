@@ -1,0 +1,148 @@
+package compattests
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/safekit-oss/safekit/internal/testcluster"
+)
+
+// testCheckers runs two built-in checkers in a node, as the User's Guide
+// tests them (§4.4.2, §4.4.6). Module app, the farm template, depends on
+// module base (<module name="base">) and checks a TCP service of the node
+// (<tcp when="both" action="restart">):
+//
+//   - base stopped: app waits (module_failure); base started: app starts;
+//   - base restarted: app stops and starts again, called by modulecheck;
+//   - the TCP service gone: app restarts (rule t_web); it comes back.
+func testCheckers(t *testing.T) {
+	c := newCluster(t, 2)
+	setupCluster(t, c)
+	n1 := c.Node("node1")
+	farm := filepath.Join(binDir, "templates", "farm.safe")
+	installModule(t, c, "base", farm)
+
+	const port = 18080
+	web := listenInNode(t, n1, port)
+	defer func() { web.Close() }()
+	checks := func(conf string) string {
+		// A short failover period and handle_time (defaults 5 s and 15 s)
+		// keep the scenario short; the checkers poll every second.
+		return strings.Replace(conf, "</service>", fmt.Sprintf(`  <check>
+      <tcp ident="web" when="both" action="restart">
+        <to addr="127.0.0.1" port="%d" interval="1s" timeout="1s"/>
+      </tcp>
+      <module name="base">
+        <to addr="127.0.0.1" port="9010" interval="1s" timeout="2s"/>
+      </module>
+    </check>
+    <failover period="500ms" handle_time="2000ms"/>
+  </service>`, port), 1)
+	}
+	installModule(t, c, "app", farm, checks)
+	const mod = "module.base_127.0.0.1"
+
+	t0 := time.Now()
+	must(t, n1, "start", "-m", "app")
+	waitState(t, n1, "app", "WAIT NotReady")
+	wantLogged(t, n1, "app", t0, "Resource "+mod+" set to down by modulecheck",
+		"Action wait from failover rule module_failure", "Local state WAIT NotReady")
+	notLogged(t, n1, "app", t0, "Script start_both")
+
+	t1 := time.Now()
+	must(t, n1, "start", "-m", "base")
+	waitState(t, n1, "base", "UP Ready")
+	waitLogged(t, n1, "app", t1, "Resource tcp.web set to up by tcpcheck")
+	waitState(t, n1, "app", "UP Ready")
+	wantLogged(t, n1, "app", t1, "Resource "+mod+" set to up by modulecheck",
+		"Action wakeup from failover rule Implicit_wakeup", "Script start_both", "Local state UP Ready")
+
+	t.Run("the module it depends on restarts", func(t *testing.T) {
+		t0 := time.Now()
+		must(t, n1, "restart", "-m", "base")
+		// The module log is written before the state is published: wait
+		// for the start that follows the stopstart in the log.
+		waitLogged(t, n1, "app", t0, "Local state UP Ready")
+		wantLogged(t, n1, "app", t0, "Action stopstart called by modulecheck", "Script stop_both",
+			"Action start called automatically", "Resource "+mod+" set to up by modulecheck", "Script start_both", "Local state UP Ready")
+		wantLogged(t, n1, "base", t0, "Action restart called by root", "Local state UP Ready")
+		holdState(t, n1, "app", "UP Ready", 2*time.Second)
+		if n := count(since(modLog(t, n1, "app", true), t0), "called by modulecheck"); n != 1 {
+			t.Errorf("app was stopped and started %d times for one restart of base", n)
+		}
+	})
+
+	t.Run("the TCP service stops", func(t *testing.T) {
+		t0 := time.Now()
+		web.Close()
+		waitLogged(t, n1, "app", t0, "Action restart from failover rule t_web")
+		web = listenInNode(t, n1, port)
+		waitLogged(t, n1, "app", t0, "Local state UP Ready")
+		wantLogged(t, n1, "app", t0, "Resource tcp.web set to down by tcpcheck", "Action restart from failover rule t_web",
+			"Script stop_both", "Script start_both", "Local state UP Ready")
+		waitLogged(t, n1, "app", t0, "Resource tcp.web set to up by tcpcheck")
+		holdState(t, n1, "app", "UP Ready", 3*time.Second)
+		lines := since(modLog(t, n1, "app", true), t0)
+		if n := count(lines, "Action restart from failover rule t_web"); n != 1 {
+			t.Errorf("%d restarts for one stop of the TCP service:\n%s", n, tail(lines, 30))
+		}
+		if n := count(lines, "Resource tcp.web set to down"); n != 1 {
+			t.Errorf("the resource tcp.web was set down %d times (once per change, want 1):\n%s", n, tail(lines, 30))
+		}
+	})
+
+	t0 = time.Now()
+	must(t, n1, "stop", "-m", "app")
+	waitState(t, n1, "app", "STOP NotReady")
+	wantLogged(t, n1, "app", t0, "Checker tcp.web stopped", "Checker "+mod+" stopped", "Local state STOP NotReady")
+}
+
+// listenInNode opens a TCP service on 127.0.0.1:port in the network
+// namespace of n, held by the test: closing it stops the service. It
+// accepts connections and closes them at once.
+func listenInNode(t *testing.T, n *testcluster.Node, port int) net.Listener {
+	t.Helper()
+	type answer struct {
+		l   net.Listener
+		err error
+	}
+	c := make(chan answer, 1)
+	go func() {
+		// Never unlocked: the thread ends with the goroutine instead of
+		// serving others in the node's namespace. The socket stays in it.
+		runtime.LockOSThread()
+		fd, err := unix.Open("/run/netns/"+n.Netns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			c <- answer{err: err}
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			c <- answer{err: fmt.Errorf("setns %s: %w", n.Netns(), err)}
+			return
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		c <- answer{l, err}
+	}()
+	a := <-c
+	if a.err != nil {
+		t.Fatalf("%s: %v", n.Name, a.err)
+	}
+	go func() {
+		for {
+			conn, err := a.l.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	return a.l
+}
