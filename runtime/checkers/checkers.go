@@ -167,16 +167,10 @@ func holding(ips []net.IP) (*net.Interface, net.IP, error) {
 // down too: the interface that held it cannot be named any more.
 func Interface(localAddr string) Probe {
 	return func(ctx context.Context) Result {
-		ips, err := resolve(ctx, localAddr)
-		if err != nil {
-			return result(err)
-		}
-		ifi, _, err := holding(ips)
+		ifi, err := held(ctx, localAddr)
 		switch {
 		case err != nil:
 			return result(err)
-		case ifi == nil:
-			return result(fmt.Errorf("%s is not configured on any interface of this node", localAddr))
 		case ifi.Flags&net.FlagUp == 0:
 			return result(fmt.Errorf("interface %s (%s) is down", ifi.Name, localAddr))
 		case ifi.Flags&net.FlagRunning == 0:
@@ -191,19 +185,26 @@ func Interface(localAddr string) Probe {
 // checker's business.
 func Address(addr string) Probe {
 	return func(ctx context.Context) Result {
-		ips, err := resolve(ctx, addr)
-		if err != nil {
-			return result(err)
-		}
-		ifi, _, err := holding(ips)
-		switch {
-		case err != nil:
-			return result(err)
-		case ifi == nil:
-			return result(fmt.Errorf("%s is not configured on any interface of this node", addr))
-		}
-		return result(nil)
+		_, err := held(ctx, addr)
+		return result(err)
 	}
+}
+
+// held returns the interface of this node that holds addr (or one of the
+// addresses of the name), and an error saying why when none does.
+func held(ctx context.Context, addr string) (*net.Interface, error) {
+	ips, err := resolve(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	ifi, _, err := holding(ips)
+	if err != nil {
+		return nil, err
+	}
+	if ifi == nil {
+		return nil, fmt.Errorf("%s is not configured on any interface of this node", addr)
+	}
+	return ifi, nil
 }
 
 // ModuleState is the answer of GET /api/v1.0/modules/AM/checkstate, the

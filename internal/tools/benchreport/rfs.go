@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -152,14 +151,6 @@ func (rc *rfsCluster) run(n *testcluster.Node, args ...string) (string, error) {
 // replicated directory: both nodes have it).
 func (rc *rfsCluster) setup(ctx context.Context) error {
 	n1, n2 := rc.n1, rc.n2
-	logb, err := os.ReadFile(filepath.Join(n1.Dir, "safekitd.log"))
-	if err != nil {
-		return err
-	}
-	m := regexp.MustCompile(`-rcmdpasswd ([^"\s]+)`).FindSubmatch(logb)
-	if m == nil {
-		return fmt.Errorf("node1's daemon log gives no rcmdadmin password:\n%s", logb)
-	}
 	for _, n := range rc.c.Nodes {
 		if _, err := rc.run(n, "mkdir", "-p", rfsBenchDir, rfsBenchRaw); err != nil {
 			return err
@@ -180,14 +171,13 @@ func (rc *rfsCluster) setup(ctx context.Context) error {
 	if err := archive.WriteFile(file, filepath.Join(src, "mod")); err != nil {
 		return err
 	}
+	if err := joinCluster(n1, n2, rc.sk); err != nil {
+		return err
+	}
 	for _, step := range []struct {
 		n    *testcluster.Node
 		args []string
 	}{
-		{n1, []string{"cluster", "create", n1.Addr("default"), n2.Addr("default")}},
-		{n1, []string{"cluster", "config"}},
-		{n2, []string{"webservercfg", "-rcmdpasswd", string(m[1])}},
-		{n1, []string{"-H", "*", "-G"}},
 		{n1, []string{"module", "install", "-m", rfsBenchModule, file}},
 		{n1, []string{"config", "-m", rfsBenchModule}},
 		{n1, []string{"-H", "*", "-E", rfsBenchModule}},
