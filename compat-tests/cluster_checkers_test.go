@@ -3,6 +3,7 @@ package compattests
 import (
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/safekit-oss/safekit/internal/testcluster"
+	"github.com/safekit-oss/safekit/safe/archive"
 )
 
 // testCheckers runs two built-in checkers in a node, as the User's Guide
@@ -46,7 +48,7 @@ func testCheckers(t *testing.T) {
     <failover period="500ms" handle_time="2000ms"/>
   </service>`, port), 1)
 	}
-	installModule(t, c, "app", farm, checks)
+	installModule(t, c, "app", slowStop(t, farm), checks)
 	const mod = "module.base_127.0.0.1"
 
 	t0 := time.Now()
@@ -102,6 +104,47 @@ func testCheckers(t *testing.T) {
 	must(t, n1, "stop", "-m", "app")
 	waitState(t, n1, "app", "STOP NotReady")
 	wantLogged(t, n1, "app", t0, "Checker tcp.web stopped", "Checker "+mod+" stopped", "Local state STOP NotReady")
+}
+
+// slowStop returns a copy of the module archive file whose stop_both
+// first sleeps a second: a restart of the module then takes that long, so
+// that the test can bring its TCP service back before the restart's
+// start_both and the probe that follows it.
+func slowStop(t *testing.T, file string) string {
+	t.Helper()
+	a, err := archive.ReadFile(file, archive.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, f := range a.Files {
+		p := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if f.Mode.IsDir() {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		data := f.Data
+		if f.Name == "bin/stop_both" {
+			text := string(data)
+			if !strings.Contains(text, "\nset -u\n") {
+				t.Fatalf("%s: bin/stop_both has no 'set -u' line to put the sleep after:\n%s", file, text)
+			}
+			data = []byte(strings.Replace(text, "\nset -u\n", "\nset -u\nsleep 1\n", 1))
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, f.Mode.Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), filepath.Base(file))
+	if err := archive.WriteFile(out, dir); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // listenInNode opens a TCP service on 127.0.0.1:port in the network
