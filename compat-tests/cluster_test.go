@@ -53,6 +53,7 @@ func TestCluster(t *testing.T) {
 		{"TwoLans", testTwoLans},
 		{"Witness", testWitness},
 		{"Checkers", testCheckers},
+		{"VIP", testVIP},
 		{"Farm", testFarm},
 		{"K3sSequence", testK3sSequence},
 		{"Security", testSecurity},

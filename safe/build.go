@@ -2,6 +2,7 @@ package safe
 
 import (
 	"fmt"
+	"net"
 	"path"
 	"regexp"
 	"strconv"
@@ -234,6 +235,9 @@ func (c *checker) buildVIP(e *etree.Element) *VIP {
 			}
 			holder := real
 			defWhere := "one_side_alias"
+			if virt != nil {
+				c.warnf(virt, "loaded and checked, but %s", ifSpec.child("virtual_interface").notEnforced)
+			}
 			if real == nil {
 				holder = virt
 				defWhere = "alias"
@@ -259,8 +263,15 @@ func (c *checker) buildVIP(e *etree.Element) *VIP {
 				if real != nil && where == "alias" {
 					c.attrErrorf(va, "where", `where="alias" is for the <virtual_interface> of a farm: a mirror uses "one_side_alias"`)
 				}
-				vi.Addrs = append(vi.Addrs, VirtualAddr{Addr: aa.str("addr"), Where: where, Check: aa.on("check"),
-					Connections: aa.on("connections"), Netmask: aa.str("netmask")})
+				addr := VirtualAddr{Addr: aa.str("addr"), Where: where, Check: aa.on("check"),
+					Connections: aa.on("connections"), Netmask: aa.str("netmask")}
+				if addr.Connections {
+					c.attrWarnf(va, "connections", `connections="on": the connections of %s are not counted by this version (no resource connections.%s)`, addr.Addr, addr.Addr)
+				}
+				if addr.Netmask != "" {
+					addr.PrefixLen = c.netmask(va, addr.Addr, addr.Netmask)
+				}
+				vi.Addrs = append(vi.Addrs, addr)
 			}
 			if len(vi.Addrs) == 0 {
 				c.errorf(holder, "<%s> needs at least one <virtual_addr addr=\"...\">", holder.Tag)
@@ -270,6 +281,7 @@ func (c *checker) buildVIP(e *etree.Element) *VIP {
 	}
 	groupSpec := vipSpec.child("loadbalancing_list").child("group")
 	for _, list := range e.SelectElements("loadbalancing_list") {
+		c.warnf(list, "loaded and checked, but %s", vipSpec.child("loadbalancing_list").notEnforced)
 		for _, ge := range list.SelectElements("group") {
 			g := LBGroup{Name: ge.SelectAttrValue("name", "")}
 			if cl := ge.SelectElement("cluster"); cl != nil {
@@ -297,6 +309,42 @@ func (c *checker) buildVIP(e *etree.Element) *VIP {
 		}
 	}
 	return v
+}
+
+// netmask reads <virtual_addr netmask> as a prefix length: a dotted IPv4
+// netmask (255.255.255.0) or the length itself (24, or 64 for an IPv6 VIP).
+// It reports a value that is neither, or that does not fit the address.
+func (c *checker) netmask(va *etree.Element, addr, mask string) int {
+	ip := net.ParseIP(strings.Trim(addr, "[]"))
+	v6 := ip != nil && ip.To4() == nil
+	bits, dotted := 0, false
+	if n, err := strconv.Atoi(mask); err == nil {
+		bits = n
+	} else if m := net.ParseIP(mask).To4(); m != nil {
+		ones, size := net.IPMask(m).Size()
+		if size == 0 {
+			c.attrErrorf(va, "netmask", "netmask %q is not a netmask: its ones must come first (255.255.255.0), or give a prefix length such as 24", mask)
+			return 0
+		}
+		bits, dotted = ones, true
+	} else {
+		c.attrErrorf(va, "netmask", "netmask %q is neither a dotted netmask (255.255.255.0) nor a prefix length (24)", mask)
+		return 0
+	}
+	maxBits := 32
+	if v6 || (ip == nil && !dotted) {
+		// A name may stand for an IPv6 address.
+		maxBits = 128
+	}
+	switch {
+	case dotted && v6:
+		c.attrErrorf(va, "netmask", "netmask %q is an IPv4 netmask and %s an IPv6 address: give a prefix length such as 64", mask, addr)
+	case bits < 1 || bits > maxBits:
+		c.attrErrorf(va, "netmask", "netmask %q does not fit %s: give a prefix length from 1 to %d", mask, addr, maxBits)
+	default:
+		return bits
+	}
+	return 0
 }
 
 func (c *checker) buildRFS(e *etree.Element) *RFS {
@@ -464,13 +512,23 @@ var errdClasses = []string{"prim", "both", "pre", "second", "sec"}
 func (c *checker) buildErrd(e *etree.Element) *Errd {
 	d := &Errd{PollTimer: at(e, errdSpec).dur("polltimer")}
 	ps := errdSpec.child("proc")
+	names := map[string]*etree.Element{}
 	for _, p := range e.SelectElements("proc") {
 		a := at(p, ps)
 		pr := Proc{Name: a.str("name"), Service: a.on("service"), NameRegex: a.str("nameregex"), ArgRegex: a.str("argregex"),
 			AtLeast: a.int("atleast"), AtMax: a.int("atmax"), Action: a.str("action"),
 			RestartServices: a.str("restart_services"), Class: a.str("class"), StartAfter: a.int("start_after")}
-		if !contains(errdActions, pr.Action) && contains(errdClasses, pr.Class) {
+		if f, dup := names[pr.Name]; dup && pr.Name != "" {
+			c.attrErrorf(p, "name", "name %q is already used by the <proc> at line %d: both would set the resource proc.%s; rename one (with nameregex, name only names the resource)", pr.Name, c.pos[f].Line, pr.Name)
+		} else {
+			names[pr.Name] = p
+		}
+		if handler := !contains(errdActions, pr.Action); handler && contains(errdClasses, pr.Class) {
 			c.attrErrorf(p, "action", "action %q is a special handler: give it its own class (not %q) and switch it with safekit errd enable|disable from the scripts", pr.Action, pr.Class)
+		} else if handler && isWindowsScript(pr.Action) {
+			c.markWindows(p, fmt.Sprintf("errd handler %q", pr.Action))
+		} else if handler && pr.Action != "" && !isAbsPath(pr.Action) && c.opts.Scripts != nil && !contains(c.opts.Scripts, pr.Action) {
+			c.attrErrorf(p, "action", "action %q is a special handler that is not in the module's bin/ directory: add bin/%s, give an absolute path, or use restart, stopstart, stop or noaction", pr.Action, pr.Action)
 		}
 		if pr.RestartServices != "" && (!pr.Service || pr.Action != "restart") {
 			c.attrErrorf(p, "restart_services", `restart_services needs service="yes" and action="restart"`)

@@ -113,21 +113,34 @@ type LegacyNode struct {
 	Addr string `json:"addr"`
 }
 
-// VIP is <vip>.
+// VIP is <vip>: virtual IP addresses. A mirror sets those of its
+// <real_interface>s on the node that is primary (runtime/vip); the
+// <virtual_interface>s and load balancing of a farm are not done.
 type VIP struct {
-	TCPReset      bool           `json:"tcpreset"`
+	// TCPReset: the TCP connections of a VIP are reset before it is
+	// removed. Default on.
+	TCPReset bool `json:"tcpreset"`
+	// ScriptControl (farm): the scripts open and close the VIP traffic.
+	// Default off.
 	ScriptControl bool           `json:"scriptcontrol"`
 	Interfaces    []VIPInterface `json:"interfaces,omitempty"`
 	Groups        []LBGroup      `json:"groups,omitempty"`
 }
 
-// VIPInterface is <interface>.
+// VIPInterface is <interface>: the VIPs of one network interface.
 type VIPInterface struct {
-	Check       bool     `json:"check"`
+	// Check generates the interface checker intf.<network> of the VIPs'
+	// networks. Default on.
+	Check bool `json:"check"`
+	// ARPReroute broadcasts gratuitous ARPs for the IPv4 VIPs every
+	// ARPInterval during ARPElapse after they are set. Default off; unit s,
+	// defaults 60s and 1200s.
 	ARPReroute  bool     `json:"arpreroute"`
 	ARPInterval Duration `json:"arpinterval"`
 	ARPElapse   Duration `json:"arpelapse"`
-	Name        string   `json:"name,omitempty"`
+	// Name of the OS interface; "": the one that holds an address of the
+	// VIP's network.
+	Name string `json:"name,omitempty"`
 	// VirtualType is empty for <real_interface>, else the
 	// <virtual_interface type>.
 	VirtualType string        `json:"virtual_type,omitempty"`
@@ -135,13 +148,22 @@ type VIPInterface struct {
 	Addrs       []VirtualAddr `json:"addrs"`
 }
 
-// VirtualAddr is <virtual_addr>.
+// VirtualAddr is <virtual_addr>: one VIP.
 type VirtualAddr struct {
-	Addr        string `json:"addr"`
-	Where       string `json:"where"`
-	Check       bool   `json:"check"`
+	// Addr is the IPv4 or IPv6 address, or a name, as written.
+	Addr string `json:"addr"`
+	// Where: alias (farm), one_side_alias (mirror, the default of a
+	// <real_interface>) or one_side (mirror: the VIP is also the source
+	// address of the primary's connections).
+	Where string `json:"where"`
+	// Check generates the IP checker ip.<Addr>. Default on.
+	Check bool `json:"check"`
+	// Connections counts the active connections (not done). Default off.
 	Connections bool   `json:"connections"`
 	Netmask     string `json:"netmask,omitempty"`
+	// PrefixLen is Netmask as a prefix length (24 for 255.255.255.0); 0
+	// when there is none: the prefix length of the interface's address.
+	PrefixLen int `json:"prefix_len,omitempty"`
 }
 
 // LBGroup is a load-balancing <group>.
@@ -256,24 +278,38 @@ type VirtualHostName struct {
 	When    string `json:"when"`
 }
 
-// Errd is <errd>: process and service monitoring.
+// Errd is <errd>: process and service monitoring (runtime/errd).
 type Errd struct {
+	// PollTimer is the polling period (default 30s).
 	PollTimer Duration `json:"polltimer"`
 	Procs     []Proc   `json:"procs"`
 }
 
-// Proc is <proc>.
+// Proc is <proc>: what must run, and what its absence does.
 type Proc struct {
-	Name            string `json:"name"`
-	Service         bool   `json:"service"`
-	NameRegex       string `json:"nameregex,omitempty"`
-	ArgRegex        string `json:"argregex,omitempty"`
-	AtLeast         int    `json:"atleast"`
-	AtMax           int    `json:"atmax"`
-	Action          string `json:"action"`
+	// Name is the command name (the kernel keeps 15 bytes of it) or, with
+	// Service, the systemd service; it names the resource proc.<Name>.
+	Name string `json:"name"`
+	// Service: Name is a systemd service, running when active.
+	Service bool `json:"service"`
+	// NameRegex replaces Name in the test of the command name (POSIX ERE).
+	NameRegex string `json:"nameregex,omitempty"`
+	// ArgRegex must match the argument list too, executable first (POSIX ERE).
+	ArgRegex string `json:"argregex,omitempty"`
+	// AtLeast: fewer running is an error (default 1; -1: no such test).
+	AtLeast int `json:"atleast"`
+	// AtMax: that many running, one at least, is an error (default -1: no
+	// such test).
+	AtMax int `json:"atmax"`
+	// Action: restart, stopstart (default), stop, noaction or a handler.
+	Action string `json:"action"`
+	// RestartServices are given to the scripts of a restart (-Services).
 	RestartServices string `json:"restart_services,omitempty"`
-	Class           string `json:"class"`
-	StartAfter      int    `json:"start_after"`
+	// Class names the window of its monitoring: pre, prim, both, second,
+	// sec, or one that the scripts switch (safekit errd enable|disable).
+	Class string `json:"class"`
+	// StartAfter n skips the first n-1 polls (default 0).
+	StartAfter int `json:"start_after"`
 }
 
 // Check is <check>.

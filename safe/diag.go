@@ -34,7 +34,7 @@ type Diagnostic struct {
 // String renders the diagnostic the way compilers do:
 //
 //	userconfig.xml:14:5: <heartbeat>: name "lan9" is not a lan of cluster.xml (lans: default)
-//	userconfig.xml:20:3: <vip>: warning: virtual IPs are not managed by this version
+//	userconfig.xml:20:3: <vhost>: warning: loaded and checked, but virtual hostnames are not set by this version
 func (d Diagnostic) String() string {
 	var b strings.Builder
 	b.WriteString(d.File)

@@ -138,15 +138,15 @@ var (
 
 	virtualAddrSpec = &elemSpec{tag: "virtual_addr", many: true, doc: "one virtual IP",
 		attrs: []attrSpec{
-			{name: "addr", kind: kAddr, required: true, doc: "the virtual IP address or name"},
-			enumAttr("where", "", []string{"alias", "one_side_alias", "one_side"}, "alias (farm) or one_side_alias (mirror)"),
-			onOff("check", "on", "generate an ip checker for this address"),
-			onOff("connections", "off", "count active connections to this address"),
-			{name: "netmask", kind: kString, doc: "netmask; default: the interface's"},
+			{name: "addr", kind: kAddr, required: true, doc: "the virtual IP address (IPv4 or IPv6) or name"},
+			enumAttr("where", "", []string{"alias", "one_side_alias", "one_side"}, "alias (farm) or one_side_alias (mirror); one_side: the VIP also becomes the source address of the primary's connections through its interface"),
+			onOff("check", "on", "generate the IP checker ip.<addr> (when=\"prim\", rule ip_failure: stopstart when the VIP is gone)"),
+			onOff("connections", "off", "count active connections to this address (not done by this version: a warning says so)"),
+			{name: "netmask", kind: kString, doc: "IPv4 netmask (255.255.255.0) or prefix length (24); default: the prefix length of the interface's address in the VIP's network"},
 		}}
 
-	vipSpec = &elemSpec{tag: "vip", notEnforced: "virtual IP addresses are not set by this version",
-		doc: "virtual IP addresses and load balancing",
+	vipSpec = &elemSpec{tag: "vip",
+		doc: "virtual IP addresses; in a mirror, those of each `<real_interface>` follow the primary: added to the interface of the node that becomes PRIM or ALONE before `start_prim`, removed after `stop_prim`",
 		attrs: []attrSpec{
 			onOff("tcpreset", "on", "reset TCP connections of the VIP when it is removed"),
 			onOff("scriptcontrol", "off", "farm: the scripts open and close the VIP traffic"),
@@ -154,22 +154,22 @@ var (
 		children: []*elemSpec{
 			{tag: "interface_list", children: []*elemSpec{{tag: "interface", many: true,
 				attrs: []attrSpec{
-					onOff("check", "on", "generate an interface checker"),
-					onOff("arpreroute", "off", "broadcast gratuitous ARP for the VIPs"),
+					onOff("check", "on", "generate the interface checker intf.<network of the VIP> (when=\"pre\", rule interface_failure: wait while the link is down)"),
+					onOff("arpreroute", "off", "IPv4: broadcast gratuitous ARPs for the VIPs every arpinterval during arpelapse after they are set (one burst is sent when they are set anyway)"),
 					timeAttr("arpinterval", sec, "60s", "interval of gratuitous ARPs"),
 					timeAttr("arpelapse", sec, "1200s", "duration of gratuitous ARPs"),
-					{name: "name", kind: kString, doc: "network interface name; default: auto-detected"},
+					{name: "name", kind: kString, doc: "network interface of the VIPs, the same on both nodes; default: the interface that holds an address of the VIP's network"},
 				},
 				children: []*elemSpec{
-					{tag: "real_interface", children: []*elemSpec{virtualAddrSpec}},
-					{tag: "virtual_interface",
+					{tag: "real_interface", doc: "the VIPs of a mirror, carried by the interface's own MAC address", children: []*elemSpec{virtualAddrSpec}},
+					{tag: "virtual_interface", notEnforced: "its virtual IPs (a farm's, or a mirror's on a virtual MAC) are not set by this version",
 						attrs: []attrSpec{
 							enumAttr("type", "", []string{"vmac_directed", "vmac_invisible"}, "load-balancing method"),
 							{name: "addr", kind: kString, doc: "virtual MAC address"},
 						},
 						children: []*elemSpec{virtualAddrSpec}},
 				}}}},
-			{tag: "loadbalancing_list", children: []*elemSpec{{tag: "group", many: true,
+			{tag: "loadbalancing_list", notEnforced: "load balancing is not done by this version", children: []*elemSpec{{tag: "group", many: true,
 				attrs: []attrSpec{{name: "name", kind: kString, required: true, doc: "group name"}},
 				children: []*elemSpec{
 					{tag: "cluster", children: []*elemSpec{{tag: "host", many: true, attrs: []attrSpec{
@@ -253,21 +253,22 @@ var (
 			enumAttr("when", "prim", []string{"prim", "second", "both"}, ""),
 		}}}}
 
-	errdSpec = &elemSpec{tag: "errd", notEnforced: "process monitoring (errd) is not done by this version",
-		attrs: []attrSpec{timeAttr("polltimer", sec, "30s", "polling period")},
-		children: []*elemSpec{{tag: "proc", many: true, attrs: []attrSpec{
-			{name: "name", kind: kString, required: true},
-			{name: "service", kind: kYesNo, def: "no"},
-			{name: "nameregex", kind: kString},
-			{name: "argregex", kind: kString},
-			intAttr("atleast", -1, "1", "act when fewer processes run; -1 disables"),
-			intAttr("atmax", -1, "-1", "act when this many run; -1 disables"),
-			{name: "action", kind: kString, def: "stopstart", doc: "restart, stopstart, stop, noaction or a handler"},
-			{name: "restart_services", kind: kString},
-			{name: "class", kind: kString, required: true},
-			intAttr("start_after", 0, "0", "delay monitoring by (n-1)*polltimer"),
-			intAttr("cpu", 0, "", "undocumented"),
-		}}}}
+	errdSpec = &elemSpec{tag: "errd", doc: "process and service monitoring (errd): every `polltimer` each monitored <proc> is polled; one that fails sets its resource proc.<name> down and runs its `action` at once; `safekit errd off|on` suspends and resumes all of it, `safekit errd list` shows it",
+		attrs: []attrSpec{timeAttr("polltimer", sec, "30s", "polling period; the first poll comes one period after the monitoring starts")},
+		children: []*elemSpec{{tag: "proc", many: true, doc: "a process (by command name, `nameregex`, `argregex`, read from /proc) or a systemd service (`service=\"yes\"`, active when `systemctl is-active` says so) that must run, monitored while the window of its `class` is open",
+			attrs: []attrSpec{
+				{name: "name", kind: kString, required: true, doc: "command name (compared as the kernel truncates it, to 15 bytes) or service name; names the resource proc.<name>, unique in <errd>"},
+				{name: "service", kind: kYesNo, def: "no", doc: "yes: a systemd service"},
+				{name: "nameregex", kind: kString, doc: "POSIX extended regular expression searched in the command name instead of `name`"},
+				{name: "argregex", kind: kString, doc: "POSIX extended regular expression searched in the arguments, the executable first, joined by spaces"},
+				intAttr("atleast", -1, "1", "act when fewer processes run; -1 disables"),
+				intAttr("atmax", -1, "-1", "act when this many run (0: as soon as one runs); -1 disables"),
+				{name: "action", kind: kString, def: "stopstart", doc: "restart, stopstart, stop (counted toward maxloop), noaction, or a handler: a program of SAFEUSERBIN or an absolute path, whose failure calls a stopstart"},
+				{name: "restart_services", kind: kString, doc: "with service=\"yes\" and action=\"restart\": the restart's scripts get -Services \"<list>\""},
+				{name: "class", kind: kString, required: true, doc: "pre, prim, both, second or sec: monitored after prestart or start_<class> until poststop or stop_<class>; any other name: switched by the scripts with safekit errd enable|disable"},
+				intAttr("start_after", 0, "0", "skip the first n-1 polls"),
+				{name: "cpu", kind: kInt, obsolete: "undocumented (SafeKit 8.2.5 for Windows)"},
+			}}}}
 
 	customSpec = &elemSpec{tag: "custom", many: true, doc: "custom checker",
 		attrs: []attrSpec{

@@ -38,6 +38,11 @@ func (c *checker) checkWholeModule(svc *etree.Element) {
 		if r := section("rfs"); r != nil {
 			c.errorf(r, `<rfs> in a farm module: file replication needs a mirror module (mode="mirror")`)
 		}
+		if v := section("vip"); v != nil {
+			for _, r := range v.FindElements("interface_list/interface/real_interface") {
+				c.warnf(r, "a <real_interface> holds the VIPs of a mirror, set on its primary: a farm module does not set them (a farm uses a <virtual_interface>)")
+			}
+		}
 		for _, attr := range []string{"failover", "defaultprim"} {
 			if svc.SelectAttr(attr) != nil {
 				c.attrWarnf(svc, attr, "attribute %s applies to mirror modules and is ignored in a farm", attr)

@@ -43,6 +43,10 @@ type Module struct {
 	windows map[string]bool
 	// checkersOn are the checkers whose process runs.
 	checkersOn map[string]bool
+	// vipSet: the virtual IPs are set, or may be (vip.go).
+	vipSet bool
+	// errd: the monitored <proc>s (errd.go).
+	errd errdState
 
 	// hbExpired: a starting mirror has waited long enough for its peer;
 	// hbArmed: the heartbeat timer runs.
@@ -173,6 +177,8 @@ func (m *Module) Step(now time.Time, ev Event) ([]Action, error) {
 		m.replicationDegraded(e.Reason)
 	case ModuleRestarted:
 		m.moduleRestarted(e.Resource)
+	case ProcPolled, ErrdClass, HandlerDone:
+		err = m.errdEvent(ev)
 	}
 	m.run()
 	return m.out, err
@@ -308,6 +314,8 @@ func window(script string) string {
 		return "both"
 	case "start_second", "stop_second":
 		return "second"
+	case "start_sec", "stop_sec":
+		return "sec" // an errd class only
 	}
 	return ""
 }
@@ -323,6 +331,9 @@ func do(f func()) step { return step{do: f} }
 func (m *Module) startSteps(from, to State, action string) []step {
 	var steps []step
 	for _, s := range startScripts(to) {
+		if s == "start_prim" {
+			steps = append(steps, m.vipUp())
+		}
 		steps = append(steps, m.script(s, 0, string(from), string(to), action))
 		if w := window(s); w != "" {
 			steps = append(steps, do(func() { m.openWindow(w) }))
@@ -343,6 +354,9 @@ func (m *Module) leaveSteps(from, to State, action string, twice bool) []step {
 		if twice {
 			steps = append(steps, m.script(s, m.cfg.ForceStopTimeout, "force", string(from), string(to), action))
 		}
+		if s == "stop_prim" {
+			steps = append(steps, m.vipDown())
+		}
 	}
 	return steps
 }
@@ -353,6 +367,9 @@ func (m *Module) forcedStopSteps(action string) []step {
 	steps := []step{do(func() { m.closeAllWindowsBut("pre") })}
 	for _, s := range []string{"stop_sec", "stop_prim", "stop_second", "stop_both"} {
 		steps = append(steps, m.script(s, m.cfg.ForceStopTimeout, "force", string(Wait), string(Stop), action))
+		if s == "stop_prim" {
+			steps = append(steps, m.vipDown())
+		}
 	}
 	steps = append(steps,
 		do(func() { m.closeWindow("pre") }),
@@ -373,6 +390,7 @@ func (m *Module) openWindow(w string) {
 		m.appStarted = m.now
 	}
 	m.syncCheckers()
+	m.syncErrd()
 }
 
 // AppStarted is when the application last started in the role that serves
@@ -385,6 +403,7 @@ func (m *Module) AppStarted() time.Time { return m.appStarted }
 func (m *Module) closeWindow(w string) {
 	delete(m.windows, w)
 	m.syncCheckers()
+	m.syncErrd()
 }
 
 func (m *Module) closeAllWindowsBut(keep string) {
@@ -394,6 +413,7 @@ func (m *Module) closeAllWindowsBut(keep string) {
 		}
 	}
 	m.syncCheckers()
+	m.syncErrd()
 }
 
 // syncCheckers starts the checkers whose window is open and stops the
@@ -447,6 +467,9 @@ func (m *Module) Resources() [][2]string {
 	}
 	for _, c := range m.cfg.Checkers {
 		all[c.Resource()] = "init"
+	}
+	for _, p := range m.cfg.Procs {
+		all[p.Resource()] = "init"
 	}
 	for n, r := range m.resources {
 		all[n] = r.value

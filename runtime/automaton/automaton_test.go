@@ -14,7 +14,7 @@ import (
 //
 //	new mode=mirror|farm|light [rfs] [nouser] [uptodate] [lastprim] [scripts=a,b] [checker=class.ident/when/action]
 //	    [maxloop=n] [loop=24h] [hb=30s] [handle=15s] [period=5s] [node=node1] [peernode=node2]
-//	    [defaultprim=X] [nofailover] [witness]
+//	    [defaultprim=X] [nofailover] [witness] [vip] [proc=name/class/action[/services]]
 //	cmd <action> [id=identity] [by=who]   a safekit command
 //	cmd rfssync full | cmd rfssync external role=prim|second uid=U [nodetect]
 //	cmd secondforce since=<RFC 3339 date>
@@ -33,6 +33,9 @@ import (
 //	witness reachable|unreachable          answer of the split-brain witness
 //	replication lost|degraded <reason> [incomplete]  file replication dropped the secondary / broke here
 //	restarted <resource>                   a module checker saw the module it watches start again
+//	poll <name> ok|fail                    one poll of a <proc> of <errd>
+//	errd enable|disable <class>            safekit errd enable|disable
+//	handler <name> [exit=n] [err=msg]      the handler of a <proc> ends
 //	started                                when the application last started (AppStarted), from the first event
 //	status                                 what the heartbeats send
 //	state | resources | persisted
@@ -195,6 +198,9 @@ func (h *harness) directive(t *testing.T, d *datadriven.TestData) string {
 		return fmt.Sprintf("state=%s lastprim=%v uptodate=%v boot=%v checker=%v loop=%d%s\n",
 			p.State, p.LastPrim, p.UpToDate, p.Boot, p.Checker, p.LoopCount, sync)
 	}
+	if out, ok := h.errdDirective(t, d); ok {
+		return out
+	}
 	t.Fatalf("%s: unknown directive %s", d.Pos, d.Cmd)
 	return ""
 }
@@ -227,6 +233,7 @@ func (h *harness) newModule(t *testing.T, d *datadriven.TestData) {
 	d.MaybeScanArgs(t, "defaultprim", &cfg.DefaultPrim)
 	cfg.Failover = !d.HasArg("nofailover")
 	cfg.Witness = d.HasArg("witness")
+	cfg.VIP = d.HasArg("vip")
 	cfg.HasUser = !d.HasArg("nouser")
 	d.MaybeScanArgs(t, "maxloop", &cfg.MaxLoop)
 	for key, dst := range map[string]*time.Duration{"loop": &cfg.LoopInterval, "hb": &cfg.HeartbeatTimeout, "handle": &cfg.HandleTime, "period": &cfg.Period} {
@@ -246,6 +253,7 @@ func (h *harness) newModule(t *testing.T, d *datadriven.TestData) {
 			cfg.Checkers = append(cfg.Checkers, Checker{Class: class, Ident: ident, When: parts[1], Action: parts[2]})
 		}
 	}
+	h.errdConfig(d, &cfg)
 	p := DefaultPersisted()
 	p.UpToDate = d.HasArg("uptodate")
 	p.LastPrim = d.HasArg("lastprim")
@@ -332,6 +340,12 @@ func (h *harness) step(ev Event) string {
 			b.WriteString("resync cancelled\n")
 		case CheckWitness:
 			b.WriteString("check witness\n")
+		case SetVIP:
+			if a.Up {
+				b.WriteString("vip set\n")
+			} else {
+				b.WriteString("vip unset\n")
+			}
 		case MountReplicated:
 			b.WriteString("rfs mount\n")
 		case UnmountReplicated:
@@ -343,6 +357,10 @@ func (h *harness) step(ev Event) string {
 				b.WriteString("rfs role secondary\n")
 			}
 		default:
+			if s, ok := errdAction(a); ok {
+				b.WriteString(s)
+				break
+			}
 			fmt.Fprintf(&b, "%T %+v\n", a, a)
 		}
 	}

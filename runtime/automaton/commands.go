@@ -233,6 +233,9 @@ func (m *Module) execute(c Command) error {
 			return refusedf("module %s is %s %s: nothing to restart", m.cfg.Module, m.state, m.ready)
 		}
 		m.restart()
+		if c.Services != "" {
+			m.withServices(c.Services)
+		}
 	case "stopstart":
 		if m.state == Stop {
 			return refusedf("module %s is stopped", m.cfg.Module)
@@ -412,6 +415,8 @@ func (m *Module) recover(from State) {
 		m.p.UpToDate = false
 	}
 	m.stopping = true
+	// The VIPs may have stayed on the node.
+	m.vipSet = m.cfg.VIP
 	m.setState(Wait, Transient)
 	steps := m.forcedStopSteps("stop")
 	for i := range steps {
@@ -551,6 +556,7 @@ func (m *Module) setting(s Setting) {
 		m.syncCheckers()
 	case "errd":
 		m.p.Errd = s.On
+		m.syncErrd()
 	case "failover":
 		m.p.Failover = s.On
 	case "boot":

@@ -478,7 +478,7 @@ func (m *Module) secondReady() {
 // toPrim: ALONE -> PRIM when the peer became SECOND.
 func (m *Module) toPrim() {
 	m.setState(Alone, Transient)
-	m.plan = append(m.plan,
+	m.plan = append(m.plan, do(func() { m.closeWindow("sec") }),
 		m.script("stop_sec", m.cfg.NiceStopTimeout, string(Alone), string(Prim), "start"),
 		m.script("transition", m.cfg.ForceStopTimeout, string(Alone), string(Prim), "start"),
 		do(func() {
@@ -502,6 +502,7 @@ func (m *Module) loseBy(by, why string) {
 	m.plan = append(m.plan,
 		m.script("transition", m.cfg.ForceStopTimeout, string(Prim), string(Alone), "start"),
 		m.script("start_sec", 0, string(Prim), string(Alone), "start"),
+		do(func() { m.openWindow("sec") }),
 		do(func() {
 			m.p.AloneCause, m.p.UpToDate = "prim", true
 			m.save()
@@ -536,6 +537,7 @@ func (m *Module) failover(why string) {
 		m.script("stop_second", m.cfg.NiceStopTimeout, string(Second), string(Alone), "start"),
 		m.rfs(ReplicationRole{Primary: true}),
 		m.script("transition", m.cfg.ForceStopTimeout, string(Second), string(Alone), "start"),
+		m.vipUp(),
 		m.script("start_prim", 0, string(Second), string(Alone), "start"),
 		do(func() { m.openWindow("prim") }),
 		do(func() {
@@ -563,6 +565,7 @@ func (m *Module) swapOut() {
 	m.plan = append(m.plan, do(func() { m.closeWindow("prim") }),
 		m.script("stop_prim", m.cfg.NiceStopTimeout, string(Prim), string(Second), "swap"),
 		m.script("stop_prim", m.cfg.ForceStopTimeout, "force", string(Prim), string(Second), "swap"),
+		m.vipDown(),
 		m.rfs(ReplicationRole{Primary: false}),
 		m.script("transition", m.cfg.ForceStopTimeout, string(Prim), string(Second), "swap"),
 		do(func() {
@@ -575,6 +578,7 @@ func (m *Module) finishSwapOut() {
 	m.plan = append(m.plan, m.script("start_second", 0, string(Prim), string(Second), "swap"),
 		do(func() { m.openWindow("second") }),
 		m.script("start_sec", 0, string(Prim), string(Second), "swap"),
+		do(func() { m.openWindow("sec") }),
 		do(m.startResync))
 }
 
@@ -582,12 +586,13 @@ func (m *Module) finishSwapOut() {
 func (m *Module) swapIn() {
 	m.swapReq, m.lastPrimJoin = 0, false
 	m.setState(Second, Transient)
-	m.plan = append(m.plan,
+	m.plan = append(m.plan, do(func() { m.closeWindow("sec") }),
 		m.script("stop_sec", m.cfg.NiceStopTimeout, string(Second), string(Prim), "swap"),
 		do(func() { m.closeWindow("second") }),
 		m.script("stop_second", m.cfg.NiceStopTimeout, string(Second), string(Prim), "swap"),
 		m.rfs(ReplicationRole{Primary: true}),
 		m.script("transition", m.cfg.ForceStopTimeout, string(Second), string(Prim), "swap"),
+		m.vipUp(),
 		m.script("start_prim", 0, string(Second), string(Prim), "swap"),
 		do(func() { m.openWindow("prim") }),
 		do(func() {

@@ -67,6 +67,8 @@ type Config struct {
 	// before deciding alone.
 	HeartbeatTimeout time.Duration
 	Checkers         []Checker
+	// Procs are the <proc>s of <errd> (errd.go).
+	Procs []Proc
 	// MaxLoop counted actions are allowed within LoopInterval (0 disables).
 	MaxLoop      int
 	LoopInterval time.Duration
@@ -83,6 +85,9 @@ type Config struct {
 	// Witness: a <splitbrain> checker decides whether a node that lost its
 	// peer may go ALONE.
 	Witness bool
+	// VIP: the mirror has virtual IPs, which follow start_prim and
+	// stop_prim (vip.go).
+	VIP bool
 }
 
 // Checker is a checker the automaton starts and stops with the module and
@@ -237,6 +242,9 @@ type Command struct {
 	Sync SyncPolicy
 	// Since is the date of secondforce.
 	Since time.Time
+	// Services (restart by errd, restart_services) are given to the
+	// scripts of the restart as -Services "<Services>".
+	Services string
 	// Identity is the -i value: set by scripts, checkers and failover rules;
 	// such commands count toward maxloop. Empty for administrators.
 	Identity string
@@ -463,6 +471,10 @@ type UnmountReplicated struct{}
 // Save asks the driver to persist the record.
 type Save struct{ Persisted Persisted }
 
+// SetVIP sets (Up) or removes the virtual IPs of a mirror on this node,
+// before the next action runs.
+type SetVIP struct{ Up bool }
+
 func (RunScript) action()         {}
 func (KillScript) action()        {}
 func (StartChecker) action()      {}
@@ -478,6 +490,7 @@ func (CheckWitness) action()      {}
 func (MountReplicated) action()   {}
 func (ReplicationRole) action()   {}
 func (UnmountReplicated) action() {}
+func (SetVIP) action()            {}
 
 // Refused is the error of a command that cannot run in the current state.
 type Refused struct{ Msg string }

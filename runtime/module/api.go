@@ -90,6 +90,7 @@ func (d *Driver) Handler() http.Handler {
 	mux.HandleFunc("POST /cluster", d.handleCluster)
 	mux.HandleFunc("POST /rfs/verify", d.handleVerify)
 	mux.HandleFunc("GET /rfs/diff", d.handleDiff)
+	d.errdRoutes(mux)
 	return mux
 }
 

@@ -69,6 +69,7 @@ func builtinCheckers(m layout.Module, cfg *safe.Config) []builtin {
 			origin: "ipcheck", what: t.Addr + " configured on this node, every " + t.Interval.D().String(), interval: t.Interval.D(),
 			probe: func() checkers.Probe { return checkers.Address(t.Addr) }})
 	}
+	out = append(out, vipCheckers(cfg)...)
 	for _, c := range cfg.Check.Module {
 		t := safe.Target{Addr: safe.LocalModuleAddr, Port: webauth.HTTPPort(m.Roots), Interval: safe.Duration(checkers.DefaultInterval), Timeout: safe.Duration(5 * time.Second)}
 		if c.To != nil {

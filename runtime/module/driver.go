@@ -49,6 +49,10 @@ type Driver struct {
 	checkers map[string]*checkerRun
 	// builtins are the built-in checkers, by resource.
 	builtins map[string]builtin
+	// vips runs the gratuitous ARPs of the VIPs (vip.go).
+	vips vipRuntime
+	// errd is what the polls of <errd> found (errd.go).
+	errd errdStatus
 
 	// snap is what readers see, updated after every step; status is what
 	// the heartbeats send.
@@ -161,6 +165,8 @@ func AutomatonConfig(m layout.Module, cfg *safe.Config, node, peer string) autom
 	for _, c := range cfg.Check.Custom {
 		ac.Checkers = append(ac.Checkers, automaton.Checker{Class: "custom", Ident: c.Ident, When: c.When, Action: c.Action})
 	}
+	ac.Procs = errdProcs(cfg)
+	ac.VIP = len(mirrorVIPs(cfg)) > 0
 	return ac
 }
 
@@ -346,6 +352,10 @@ func (d *Driver) exec(acts []automaton.Action) {
 			if d.replication != nil {
 				d.replication.exec(a)
 			}
+		case automaton.SetVIP:
+			d.setVIP(a.Up)
+		default:
+			d.execErrd(a)
 		}
 	}
 }
@@ -502,6 +512,7 @@ func (d *Driver) shutdownChildren() {
 	for _, cancel := range d.scripts {
 		cancel()
 	}
+	d.vips.stopReroute()
 }
 
 // Resources returns the resources sorted by name.

@@ -26,7 +26,6 @@ func init() {
 	})
 	for _, s := range []struct{ name, help string }{
 		{"checker", "turn every checker of AM off or on"},
-		{"errd", "turn process monitoring of AM off or on"},
 		{"failover", "turn the automatic failover of AM off or on"},
 	} {
 		register(&command{name: s.name, usage: s.name + " on|off -m AM", help: s.help, flags: map[string]bool{"-m": true}, run: runSetting})
