@@ -5,12 +5,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/safekit-oss/safekit/internal/testcluster"
 	"github.com/safekit-oss/safekit/safe/archive"
@@ -152,40 +149,15 @@ func slowStop(t *testing.T, file string) string {
 // accepts connections and closes them at once.
 func listenInNode(t *testing.T, n *testcluster.Node, port int) net.Listener {
 	t.Helper()
-	type answer struct {
-		l   net.Listener
-		err error
-	}
-	c := make(chan answer, 1)
-	go func() {
-		// Never unlocked: the thread ends with the goroutine instead of
-		// serving others in the node's namespace. The socket stays in it.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+n.Netns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			c <- answer{err: err}
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			c <- answer{err: fmt.Errorf("setns %s: %w", n.Netns(), err)}
-			return
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		c <- answer{l, err}
-	}()
-	a := <-c
-	if a.err != nil {
-		t.Fatalf("%s: %v", n.Name, a.err)
-	}
+	l := listenIn(t, n, "tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	go func() {
 		for {
-			conn, err := a.l.Accept()
+			conn, err := l.Accept()
 			if err != nil {
 				return
 			}
 			conn.Close()
 		}
 	}()
-	return a.l
+	return l
 }

@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/safekit-oss/safekit/internal/testcluster"
 )
@@ -190,36 +187,11 @@ func ask(addr string, port int) string {
 // test.
 func serveNameInNode(t *testing.T, n *testcluster.Node, port int) {
 	t.Helper()
-	type answer struct {
-		l   net.Listener
-		err error
-	}
-	c := make(chan answer, 1)
-	go func() {
-		// Never unlocked: the thread ends with the goroutine instead of
-		// serving others in the node's namespace. The socket stays in it.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+n.Netns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			c <- answer{err: err}
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			c <- answer{err: fmt.Errorf("setns %s: %w", n.Netns(), err)}
-			return
-		}
-		l, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
-		c <- answer{l, err}
-	}()
-	a := <-c
-	if a.err != nil {
-		t.Fatalf("%s: %v", n.Name, a.err)
-	}
-	t.Cleanup(func() { a.l.Close() })
+	l := listenIn(t, n, "tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
-			conn, err := a.l.Accept()
+			conn, err := l.Accept()
 			if err != nil {
 				return
 			}

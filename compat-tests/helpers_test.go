@@ -3,16 +3,21 @@ package compattests
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
 
+	"github.com/safekit-oss/safekit/internal/testcluster"
 	"github.com/safekit-oss/safekit/safe/archive"
 )
 
@@ -238,4 +243,37 @@ func cmdPack(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: pack dir file.safe")
 	}
 	ts.Check(archive.WriteFile(ts.MkAbs(args[1]), ts.MkAbs(args[0])))
+}
+
+// listenIn listens on network and address in the network namespace of n.
+// The listener is the test's: it closes it.
+func listenIn(t *testing.T, n *testcluster.Node, network, address string) net.Listener {
+	t.Helper()
+	type answer struct {
+		l   net.Listener
+		err error
+	}
+	c := make(chan answer, 1)
+	go func() {
+		// Never unlocked: the thread ends with the goroutine instead of
+		// serving others in the node's namespace. The socket stays in it.
+		runtime.LockOSThread()
+		fd, err := unix.Open("/run/netns/"+n.Netns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			c <- answer{err: err}
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			c <- answer{err: fmt.Errorf("setns %s: %w", n.Netns(), err)}
+			return
+		}
+		l, err := net.Listen(network, address)
+		c <- answer{l, err}
+	}()
+	a := <-c
+	if a.err != nil {
+		t.Fatalf("%s: %v", n.Name, a.err)
+	}
+	return a.l
 }
