@@ -4,16 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/safekit-oss/safekit/modules/layout"
-	"github.com/safekit-oss/safekit/runtime/daemon"
 	"github.com/safekit-oss/safekit/runtime/module"
 )
 
@@ -21,22 +16,13 @@ import (
 // stand-in daemon), what list prints, and the usage errors, which ask
 // nothing.
 func TestErrd(t *testing.T) {
-	roots := layout.Roots{SAFE: filepath.Join(t.TempDir(), "safe"), SAFEVAR: filepath.Join(t.TempDir(), "var")}
-	sock := daemon.SocketPath(roots)
-	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var got []string
 	list := module.ErrdList{On: true, Procs: []module.ErrdProc{
 		{Resource: "proc.mysqld", State: "up", Class: "prim", Action: "restart", What: "processes named mysqld", Monitored: true, Running: 2, AtLeast: 1, AtMax: -1},
 		{Resource: "proc.myappli", State: "init", Class: "myappli", Action: "restart_myappli", What: "processes named myappli", Running: -1, AtLeast: 1, AtMax: -1},
 	}}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	roots := serveStandIn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if strings.HasPrefix(r.URL.Path, "/v1/modules/AM/") {
 			mu.Lock()
@@ -50,9 +36,7 @@ func TestErrd(t *testing.T) {
 			return
 		}
 		w.Write([]byte("{}"))
-	})}
-	go srv.Serve(l)
-	defer srv.Close()
+	}))
 
 	run := func(args ...string) (int, string, []string) {
 		mu.Lock()

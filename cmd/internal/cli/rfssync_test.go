@@ -29,16 +29,8 @@ type fakeDaemon struct {
 
 func newFakeDaemon(t *testing.T) *fakeDaemon {
 	t.Helper()
-	f := &fakeDaemon{roots: layout.Roots{SAFE: filepath.Join(t.TempDir(), "safe"), SAFEVAR: filepath.Join(t.TempDir(), "var")}}
-	sock := daemon.SocketPath(f.roots)
-	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f := &fakeDaemon{}
+	f.roots = serveStandIn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		switch r.URL.Path {
@@ -53,10 +45,27 @@ func newFakeDaemon(t *testing.T) *fakeDaemon {
 			return
 		}
 		w.Write([]byte("{}"))
-	})}
+	}))
+	return f
+}
+
+// serveStandIn serves h as the daemon of new, empty roots (on its unix
+// socket) until the end of the test, and returns the roots.
+func serveStandIn(t *testing.T, h http.Handler) layout.Roots {
+	t.Helper()
+	roots := layout.Roots{SAFE: filepath.Join(t.TempDir(), "safe"), SAFEVAR: filepath.Join(t.TempDir(), "var")}
+	sock := daemon.SocketPath(roots)
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	return f
+	return roots
 }
 
 // run runs safekit args and returns the exit code, its output and the
