@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/safekit-oss/safekit/internal/testcluster"
+	"github.com/safekit-oss/safekit/internal/testenv"
 	"github.com/safekit-oss/safekit/modules"
 	"github.com/safekit-oss/safekit/runtime/heart"
 )
@@ -206,22 +206,8 @@ func postCLI(t *testing.T, addr string, cred [2]string, body string) (int, strin
 // that it ends with f's goroutine instead of going back, in the node's
 // namespace, to the threads that run everything else.
 func inNetns(n *testcluster.Node, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+n.Netns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", n.Netns(), err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
+	_, err := testenv.InNetns(n.Netns(), func() (struct{}, error) { return struct{}{}, f() })
+	return err
 }
 
 // send sends one UDP datagram from node n's address on the default lan.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,9 +14,9 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
-	"golang.org/x/sys/unix"
 
 	"github.com/safekit-oss/safekit/internal/testcluster"
+	"github.com/safekit-oss/safekit/internal/testenv"
 	"github.com/safekit-oss/safekit/safe/archive"
 )
 
@@ -249,31 +248,9 @@ func cmdPack(ts *testscript.TestScript, neg bool, args []string) {
 // The listener is the test's: it closes it.
 func listenIn(t *testing.T, n *testcluster.Node, network, address string) net.Listener {
 	t.Helper()
-	type answer struct {
-		l   net.Listener
-		err error
+	l, err := testenv.InNetns(n.Netns(), func() (net.Listener, error) { return net.Listen(network, address) })
+	if err != nil {
+		t.Fatalf("%s: %v", n.Name, err)
 	}
-	c := make(chan answer, 1)
-	go func() {
-		// Never unlocked: the thread ends with the goroutine instead of
-		// serving others in the node's namespace. The socket stays in it.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+n.Netns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			c <- answer{err: err}
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			c <- answer{err: fmt.Errorf("setns %s: %w", n.Netns(), err)}
-			return
-		}
-		l, err := net.Listen(network, address)
-		c <- answer{l, err}
-	}()
-	a := <-c
-	if a.err != nil {
-		t.Fatalf("%s: %v", n.Name, a.err)
-	}
-	return a.l
+	return l
 }

@@ -7,17 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/safekit-oss/safekit/internal/testenv"
 )
@@ -234,64 +230,24 @@ func needPing(t *testing.T) {
 	}
 }
 
-var netnsSeq atomic.Int32
-
-// newNetns creates a network namespace for the test, runs the `ip`
-// commands given in it, and deletes it (with its interfaces) at the end.
+// newNetns creates a network namespace for the test: testenv.NewNetns.
 func newNetns(t *testing.T, cmds ...string) string {
 	t.Helper()
-	testenv.NeedRoot(t)
-	if _, err := exec.LookPath("ip"); err != nil {
-		testenv.Need(t, "ip (iproute2)")
-	}
-	name := fmt.Sprintf("skcheck%d-%d", os.Getpid(), netnsSeq.Add(1))
-	ip(t, "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	for _, c := range cmds {
-		ip(t, append([]string{"-n", name}, strings.Fields(c)...)...)
-	}
-	return name
+	return testenv.NewNetns(t, "skcheck", cmds...)
 }
 
 func ip(t *testing.T, args ...string) {
 	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
+	testenv.IP(t, args...)
 }
 
 // probeIn runs probe on a thread that has entered network namespace ns;
 // the processes it starts (ping) are in it too.
 func probeIn(t *testing.T, ns string, probe Probe) Result {
 	t.Helper()
-	type answer struct {
-		r   Result
-		err error
+	r, err := testenv.InNetns(ns, func() (Result, error) { return probe(context.Background()), nil })
+	if err != nil {
+		t.Fatal(err)
 	}
-	c := make(chan answer, 1)
-	go func() {
-		// Never unlocked: the thread ends with the goroutine instead of
-		// serving others in the wrong namespace.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			c <- answer{err: err}
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			c <- answer{err: fmt.Errorf("setns %s: %w", ns, err)}
-			return
-		}
-		c <- answer{r: probe(context.Background())}
-	}()
-	a := <-c
-	if a.err != nil {
-		t.Fatal(a.err)
-	}
-	return a.r
+	return r
 }

@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -26,38 +23,19 @@ import (
 // pairs: skA and skB hold the node's addresses, skA2 and skB2 are their
 // peers, where the tests listen to what the node sends.
 
-var netnsSeq atomic.Int32
-
-// newNetns creates a network namespace for the test, runs the ip commands
-// given in it, and deletes it (with its interfaces) at the end.
+// newNetns creates a network namespace for the test (testenv.NewNetns);
+// the tests also need ss(8).
 func newNetns(t *testing.T, cmds ...string) string {
 	t.Helper()
-	testenv.NeedRoot(t)
-	for _, tool := range []string{"ip", "ss"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.Need(t, tool+" (iproute2)")
-		}
+	if _, err := exec.LookPath("ss"); err != nil {
+		testenv.Need(t, "ss (iproute2)")
 	}
-	name := fmt.Sprintf("skvip%d-%d", os.Getpid(), netnsSeq.Add(1))
-	ipT(t, "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	for _, c := range cmds {
-		ipT(t, append([]string{"-n", name}, strings.Fields(c)...)...)
-	}
-	return name
+	return testenv.NewNetns(t, "skvip", cmds...)
 }
 
 func ipT(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return testenv.IP(t, args...)
 }
 
 // twoLinks is a namespace with lo up, skA (192.0.2.1/24, 2001:db8:1::1/64) and
@@ -75,33 +53,11 @@ func twoLinks(t *testing.T) string {
 // commands it starts are in it too.
 func in[T any](t *testing.T, ns string, f func() (T, error)) T {
 	t.Helper()
-	type answer struct {
-		v   T
-		err error
+	v, err := testenv.InNetns(ns, f)
+	if err != nil {
+		t.Fatal(err)
 	}
-	c := make(chan answer, 1)
-	go func() {
-		// Never unlocked: the thread ends with the goroutine instead of
-		// serving others in the wrong namespace.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			c <- answer{err: err}
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			c <- answer{err: fmt.Errorf("setns %s: %w", ns, err)}
-			return
-		}
-		v, err := f()
-		c <- answer{v, err}
-	}()
-	a := <-c
-	if a.err != nil {
-		t.Fatal(a.err)
-	}
-	return a.v
+	return v
 }
 
 // addrsOf is `ip -o addr show dev` in ns: "address/len" each, followed by
