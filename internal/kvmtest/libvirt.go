@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,8 +134,12 @@ func Virsh(n *testcluster.Node, args ...string) (string, error) {
 	return out, err
 }
 
-// tools are the programs the stack needs, with the package bringing each.
-var tools = []struct{ name, pkg string }{
+// Tool is a program run on the host, with the Debian package that brings
+// it.
+type Tool struct{ Name, Pkg string }
+
+// tools are the programs the stack needs.
+var tools = []Tool{
 	{"libvirtd", "libvirt-daemon"},
 	{"virtlogd", "libvirt-daemon"},
 	{"virsh", "libvirt-clients"},
@@ -145,19 +150,25 @@ var tools = []struct{ name, pkg string }{
 	{"depmod", "kmod"},
 }
 
+// MissingTools returns the programs of the KVM stack, and extra, that are
+// not on PATH, each as "name (package)".
+func MissingTools(extra ...Tool) []string {
+	var missing []string
+	for _, tool := range append(slices.Clip(tools), extra...) {
+		if _, err := exec.LookPath(tool.Name); err != nil {
+			missing = append(missing, tool.Name+" ("+tool.Pkg+")")
+		}
+	}
+	return missing
+}
+
 // Need checks what the KVM stack needs on the host (root, the programs of
 // libvirt, qemu, busybox-static, apt and kmod): outside CI a test without
 // them skips saying what is missing, in CI it fails (testenv.Need).
 func Need(t testing.TB) {
 	t.Helper()
 	testenv.NeedRoot(t)
-	var missing []string
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool.name); err != nil {
-			missing = append(missing, tool.name+" ("+tool.pkg+")")
-		}
-	}
-	if len(missing) > 0 {
+	if missing := MissingTools(); len(missing) > 0 {
 		testenv.Need(t, "the KVM stack: "+strings.Join(missing, ", ")+" (the apt-get line of .ci/run installs them)")
 	}
 	if _, err := staticBusybox(); err != nil {

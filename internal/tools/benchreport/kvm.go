@@ -35,7 +35,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -74,9 +73,6 @@ const (
 // kvmCounts are the numbers of modules measured.
 var kvmCounts = []int{25, 50}
 
-// kvmTools are what the KVM stack needs on the host.
-var kvmTools = []string{"libvirtd", "virtlogd", "virsh", "qemu-system-x86_64", "busybox", "apt-get", "dpkg", "depmod"}
-
 // measureKVM runs the kvm measurements for each of kvmCounts; without root
 // or the KVM stack they are reported as not measured.
 func measureKVM(ctx context.Context, root string) (rows []row, err error) {
@@ -84,11 +80,7 @@ func measureKVM(ctx context.Context, root string) (rows []row, err error) {
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root (namespaces)")
 	}
-	for _, tool := range kvmTools {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
+	missing = append(missing, kvmtest.MissingTools()...)
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		missing = append(missing, "/dev/fuse")
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -96,29 +95,16 @@ func (d *demo) up(ctx context.Context) error {
 	return nil
 }
 
-// tools are the programs the demo runs on this machine, with the Debian
-// package of each (scripts/demo.sh installs them).
-var tools = []struct{ name, pkg string }{
-	{"libvirtd", "libvirt-daemon"},
-	{"virtlogd", "libvirt-daemon"},
-	{"virsh", "libvirt-clients"},
-	{"qemu-system-x86_64", "qemu-system-x86"},
-	{"busybox", "busybox-static"},
-	{"apt-get", "apt"},
-	{"dpkg", "dpkg"},
-	{"depmod", "kmod"},
-	{"ip", "iproute2"},
-	{"nsenter", "util-linux"},
+// tools are the programs the demo runs on this machine beside the KVM
+// stack (kvmtest.MissingTools), with the Debian package of each
+// (scripts/demo.sh installs them).
+var tools = []kvmtest.Tool{
+	{Name: "ip", Pkg: "iproute2"},
+	{Name: "nsenter", Pkg: "util-linux"},
 }
 
 func (d *demo) preflight(context.Context) error {
-	var missing []string
-	for _, t := range tools {
-		if _, err := exec.LookPath(t.name); err != nil {
-			missing = append(missing, t.name+" ("+t.pkg+")")
-		}
-	}
-	if len(missing) > 0 {
+	if missing := kvmtest.MissingTools(tools...); len(missing) > 0 {
 		return fmt.Errorf("missing on this machine: %s; scripts/demo.sh (make demo) installs them", strings.Join(missing, ", "))
 	}
 	for _, f := range []string{filepath.Join(d.bin, "safekit"), filepath.Join(d.bin, "safekitd"), filepath.Join(d.templates, "kvm.safe")} {
