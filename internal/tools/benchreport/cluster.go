@@ -172,6 +172,16 @@ func (cl *cluster) log(n *testcluster.Node) ([]logEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	entries, err := parseLog(out, time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.Name, err)
+	}
+	return entries, nil
+}
+
+// parseLog reads the lines of `safekit log` at or after since, oldest
+// first.
+func parseLog(out string, since time.Time) ([]logEntry, error) {
 	var entries []logEntry
 	for _, l := range strings.Split(out, "\n") {
 		// | 2026-11-25 22:38:21.804509 |        heart | E | Local state ALONE Ready
@@ -181,9 +191,11 @@ func (cl *cluster) log(n *testcluster.Node) ([]logEntry, error) {
 		}
 		at, err := time.ParseInLocation("2006-01-02 15:04:05.000000", strings.TrimSpace(f[1]), time.Local)
 		if err != nil {
-			return nil, fmt.Errorf("%s: module log line %q: %w", n.Name, l, err)
+			return nil, fmt.Errorf("module log line %q: %w", l, err)
 		}
-		entries = append(entries, logEntry{at: at, text: strings.TrimSpace(f[4])})
+		if !at.Before(since) {
+			entries = append(entries, logEntry{at: at, text: strings.TrimSpace(f[4])})
+		}
 	}
 	return entries, nil
 }

@@ -233,17 +233,9 @@ func (rc *rfsCluster) logSince(n *testcluster.Node, t0 time.Time) ([]logEntry, e
 	if err != nil {
 		return nil, err
 	}
-	var entries []logEntry
-	for _, l := range strings.Split(out, "\n") {
-		f := strings.SplitN(l, "|", 5)
-		if len(f) != 5 {
-			continue
-		}
-		at, err := time.ParseInLocation("2006-01-02 15:04:05.000000", strings.TrimSpace(f[1]), time.Local)
-		if err != nil || at.Before(t0) {
-			continue
-		}
-		entries = append(entries, logEntry{at: at, text: strings.TrimSpace(f[4])})
+	entries, err := parseLog(out, t0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.Name, err)
 	}
 	return entries, nil
 }
