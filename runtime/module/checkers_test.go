@@ -96,11 +96,18 @@ func testDriver(t *testing.T, cfg *safe.Config) (*Driver, *modlog.Store) {
 	if err := os.MkdirAll(m.UserVar(), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return runDriver(t, m, cfg, "", "", automaton.DefaultPersisted())
+}
+
+// runDriver runs the driver of module m (node and peer, record p) with
+// its module log until the end of the test, then closes the log.
+func runDriver(t *testing.T, m layout.Module, cfg *safe.Config, node, peer string, p automaton.Persisted) (*Driver, *modlog.Store) {
+	t.Helper()
 	store, err := modlog.Open(filepath.Join(m.UserVar(), "log.db"), modlog.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := NewDriver(m, cfg, "", "", automaton.DefaultPersisted(), store, modlog.NewLogger("app", store, modlog.NopSyslog{}), false)
+	d := NewDriver(m, cfg, node, peer, p, store, modlog.NewLogger(m.Name, store, modlog.NopSyslog{}), false)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()

@@ -1,7 +1,6 @@
 package module
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -69,22 +68,14 @@ func newErrdApp(t *testing.T, errd func(name string) *safe.Errd, more map[string
 	cfg := &safe.Config{Service: safe.Service{Mode: safe.ModeLight, MaxLoop: 3, LoopInterval: safe.Duration(24 * time.Hour)},
 		User: &safe.User{NiceStopTimeout: safe.Duration(10 * time.Second), ForceStopTimeout: safe.Duration(10 * time.Second), UserLogSize: 2048},
 		Errd: errd(a.name)}
-	a.log, err = modlog.Open(filepath.Join(a.m.UserVar(), "log.db"), modlog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.d = NewDriver(a.m, cfg, "", "", automaton.DefaultPersisted(), a.log, modlog.NewLogger("app", a.log, modlog.NopSyslog{}), false)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.d.Run(ctx); close(done) }()
+	// Cleanups run last first: the application is killed once the
+	// driver has stopped.
 	t.Cleanup(func() {
-		cancel()
-		<-done
-		a.log.Close()
 		if pid := a.pid(t); pid > 0 {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
+	a.d, a.log = runDriver(t, a.m, cfg, "", "", automaton.DefaultPersisted())
 	return a
 }
 

@@ -2,7 +2,6 @@ package module
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -161,20 +160,7 @@ func vipDriver(t *testing.T, cfg *safe.Config, p automaton.Persisted, out string
 			t.Fatal(err)
 		}
 	}
-	store, err := modlog.Open(filepath.Join(m.UserVar(), "log.db"), modlog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := NewDriver(m, cfg, "node1", "node2", p, store, modlog.NewLogger("app", store, modlog.NopSyslog{}), false)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		store.Close()
-	})
-	return d, store
+	return runDriver(t, m, cfg, "node1", "node2", p)
 }
 
 // wantInOrder checks that the module log holds a line containing each
